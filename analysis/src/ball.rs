@@ -261,7 +261,7 @@ impl Ball {
     }
     /// The smallest ball (at this precision) containing both endpoints.
     pub fn hull(prec: u32, lo: &Float, hi: &Float) -> Ball {
-        let (mid, inexact) = nearest(prec, Float::with_val(prec + 64, lo + hi) / 2u32);
+        let (mid, _) = nearest(prec, Float::with_val(prec + 64, lo + hi) / 2u32);
         let a = rad_up!(Float::with_val_round(prec + 64, hi - &mid, Round::Up).0);
         let b = rad_up!(Float::with_val_round(prec + 64, &mid - lo, Round::Up).0);
         Ball {
