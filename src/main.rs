@@ -1,1 +1,305 @@
-fn main() {}
+//! `collapse`: the command line of the model-collapse toolkit. It parses and validates, calls
+//! the crates, and prints or writes. Bad input: one line on stderr, exit code 2, no file left.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use collapse_analysis::gaussian::{GaussianTheory, theory, w2_limit};
+use collapse_analysis::{Estimator, GaussianSpec, MAX_DIGITS, Schedule};
+use collapse_reports::{Scale, run_report};
+use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "collapse", version, about = "Theory and simulation of model collapse (Shumailov et al., The Curse of Recursion)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exact theory of a process, generation by generation.
+    Theory {
+        #[command(subcommand)]
+        process: TheoryProcess,
+    },
+    /// A Monte Carlo ensemble of a process.
+    Simulate {
+        #[command(subcommand)]
+        process: SimulateProcess,
+    },
+    /// Regenerate the report (theory beside simulation, tables and figures).
+    Report {
+        /// smoke (seconds), default (the main job, minutes) or paper.
+        #[arg(long, default_value = "default")]
+        scale: String,
+        /// Output folder.
+        #[arg(long, default_value = "reports/out")]
+        out: PathBuf,
+        /// Seed of every ensemble.
+        #[arg(long, default_value_t = collapse_reports::report::REPORT_SEED)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TheoryProcess {
+    /// 1-D Gaussian re-fitted to M_i samples of itself each generation.
+    Gaussian {
+        #[command(flatten)]
+        process: GaussianArgs,
+        /// Significant decimal digits of every value.
+        #[arg(long, default_value_t = 30)]
+        digits: u32,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimulateProcess {
+    /// 1-D Gaussian re-fitted to M_i samples of itself each generation.
+    Gaussian {
+        #[command(flatten)]
+        process: GaussianArgs,
+        /// Number of independent chains R.
+        #[arg(long)]
+        chains: u64,
+        #[arg(long)]
+        seed: u64,
+        /// exact (draw all M_i samples) or sufficient (draw the fitted statistics).
+        #[arg(long, default_value = "exact")]
+        method: String,
+        /// Worker threads (results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        /// Per-generation statistics as a Parquet file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct GaussianArgs {
+    /// Sample size M (of generation 0; optional with a list schedule).
+    #[arg(long)]
+    samples: Option<u64>,
+    /// constant | linear | power:P | geometric:R | list:a,b,...
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Number of generations N.
+    #[arg(long)]
+    generations: u64,
+    /// unbiased (divide by M-1, the paper's) or mle (divide by M).
+    #[arg(long, default_value = "unbiased")]
+    estimator: String,
+    /// Standard deviation of the true distribution.
+    #[arg(long, default_value_t = 1.0)]
+    sigma: f64,
+}
+
+impl GaussianArgs {
+    fn spec(&self) -> Result<GaussianSpec> {
+        let schedule = Schedule::parse(self.samples, &self.schedule)?;
+        let estimator = Estimator::parse(&self.estimator)?;
+        Ok(GaussianSpec::new(schedule, estimator, self.sigma, self.generations)?)
+    }
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("collapse: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("collapse: {}", chain.join(": ").replace('\n', " "));
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Theory { process: TheoryProcess::Gaussian { process, digits, json } } => {
+            if digits == 0 || digits > MAX_DIGITS {
+                bail!("invalid digits: must be in 1..={MAX_DIGITS}, got {digits}");
+            }
+            let spec = process.spec()?;
+            let t = theory(&spec, digits)?;
+            print_theory(&t, digits, json)
+        }
+        Command::Simulate { process: SimulateProcess::Gaussian { process, chains, seed, method, threads, json, out } } => {
+            let spec = process.spec()?;
+            let mut config = EnsembleConfig::new(chains, seed, Method::parse(&method)?);
+            config.threads = threads;
+            config.progress = true;
+            if let Some(path) = &out {
+                check_output_path(path)?;
+            }
+            let run = simulate(&spec, &config)?;
+            if let Some(path) = &out {
+                collapse_reports::gaussian::write_simulation(&run, path).with_context(|| format!("writing {}", path.display()))?;
+            }
+            print_simulation(&run, json)
+        }
+        Command::Report { scale, out, seed } => {
+            let scale = Scale::parse(&scale)?;
+            let summary = run_report(scale, &out, seed)?;
+            println!(
+                "report written to {} ({} experiments, {} compared pairs, worst |z| = {:.2}, {:.1} s)",
+                summary.out_dir.join("index.html").display(),
+                summary.experiments,
+                summary.comparisons,
+                summary.worst_z,
+                summary.seconds
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Refuses an output path whose folder does not exist, before any work is done.
+fn check_output_path(path: &std::path::Path) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        bail!("invalid --out: folder {} does not exist", parent.display());
+    }
+    if path.is_dir() {
+        bail!("invalid --out: {} is a folder", path.display());
+    }
+    Ok(())
+}
+
+fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
+    let spec = &t.spec;
+    let certified = t.min_certified_digits();
+    // Print no more digits than the radius certifies.
+    let shown = |b: &collapse_analysis::Ball| b.to_decimal(digits.min(b.certified_digits().max(1)));
+    let limit = w2_limit(&spec.schedule, spec.estimator, spec.sigma, 4096, collapse_analysis::bits_for_digits(digits, 64))?;
+    if json {
+        let rows: Vec<Value> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("n".into(), json!(r.n));
+                let mut accuracy = serde_json::Map::new();
+                for (name, b) in r.named() {
+                    obj.insert(name.into(), json!(shown(b)));
+                    accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
+                }
+                obj.insert("certified_digits".into(), Value::Object(accuracy));
+                let f = &r.feasibility;
+                obj.insert(
+                    "relative_variance".into(),
+                    json!({"variance": f.variance, "sigma": f.sigma, "mean_sq_error": f.mean_sq_error, "w2_sq": f.w2_sq}),
+                );
+                Value::Object(obj)
+            })
+            .collect();
+        let out = json!({
+            "process": "gaussian",
+            "samples": spec.schedule.base,
+            "schedule": spec.schedule.label(),
+            "estimator": spec.estimator.name(),
+            "sigma": spec.sigma,
+            "generations": spec.generations,
+            "digits": digits,
+            "certified_digits_min": certified.min(digits),
+            "precision_bits": t.precision_bits,
+            "limit": {
+                "bounded": limit.bounded,
+                "expected_w2_sq": limit.limit.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),
+                "sum_inverse_sizes": limit.sum_inverse_sizes.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),
+                "terms_summed": limit.terms_summed,
+            },
+            "rows": rows,
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "gaussian theory: {} estimator, schedule {}, M = {}, sigma = {}, N = {}; {} bits, every value certified to >= {} digits",
+            spec.estimator.name(),
+            spec.schedule.label(),
+            spec.schedule.base,
+            spec.sigma,
+            spec.generations,
+            t.precision_bits,
+            certified.min(digits)
+        );
+        println!("n\tE[sigma^2]\tE[sigma]\tE[ln sigma^2]\tVar[ln sigma^2]\tE[(mu-mu0)^2]\tE[W2^2]\tW2^2 lower bound\tVar[W2^2]");
+        for r in &t.rows {
+            let vals: Vec<String> = r.named().iter().map(|(_, b)| shown(b)).collect();
+            println!("{}\t{}", r.n, vals.join("\t"));
+        }
+        match (&limit.bounded, &limit.limit) {
+            (true, Some(b)) => println!("limit of E[W2^2] as n -> infinity: {} (enclosure certified to {} digits)", shown(b), b.certified_digits().min(digits)),
+            _ => println!("E[W2^2] grows without bound as n -> infinity (sum of 1/M_i diverges)"),
+        }
+    }
+    if certified < digits {
+        eprintln!("collapse: warning: only {certified} digits could be certified at the precision cap");
+    }
+    Ok(())
+}
+
+fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
+    let ms = |s: &collapse_sim::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr});
+    if json {
+        let rows: Vec<Value> = run
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "n": r.n,
+                    "variance": ms(&r.variance),
+                    "sigma": ms(&r.sigma),
+                    "log_variance": {"mean": r.log_variance.mean, "stderr": r.log_variance.stderr},
+                    "var_log_variance": {"mean": r.log_variance.variance, "stderr": r.log_variance.variance_stderr},
+                    "mean_sq_error": ms(&r.mean_sq_error),
+                    "w2_sq": ms(&r.w2_sq),
+                    "variance_quartiles": r.variance_quartiles,
+                    "w2_sq_quartiles": r.w2_sq_quartiles,
+                    "collapsed_fraction": r.collapsed_fraction,
+                })
+            })
+            .collect();
+        let spec = &run.spec;
+        let out = json!({
+            "process": "gaussian",
+            "samples": spec.schedule.base,
+            "schedule": spec.schedule.label(),
+            "estimator": spec.estimator.name(),
+            "sigma": spec.sigma,
+            "generations": spec.generations,
+            "chains": run.config.chains,
+            "seed": run.config.seed,
+            "method": run.config.method.name(),
+            "rows": rows,
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("n\tmean sigma^2\t(s.e.)\tmean ln sigma^2\t(s.e.)\tmean W2^2\t(s.e.)\tmedian W2^2\tcollapsed");
+        for r in &run.rows {
+            println!(
+                "{}\t{:.6e}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6e}\t{:.2e}\t{:.6e}\t{:.4}",
+                r.n, r.variance.mean, r.variance.stderr, r.log_variance.mean, r.log_variance.stderr, r.w2_sq.mean, r.w2_sq.stderr, r.w2_sq_quartiles[1], r.collapsed_fraction
+            );
+        }
+    }
+    Ok(())
+}

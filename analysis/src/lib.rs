@@ -36,4 +36,4 @@ pub fn bits_for_digits(digits: u32, guard_bits: u32) -> u32 {
 }
 
 /// Largest number of decimal digits a caller may request (precision cap ~ 2^16 bits).
-pub const MAX_DIGITS: u32 = 10_000;
+pub const MAX_DIGITS: u32 = 1_000;

@@ -1,6 +1,14 @@
-//! Theory beside simulation: long-form comparison tables (polars) and figures (plotters).
+//! Theory beside simulation: long-form comparison tables (polars), figures (plotters) and the
+//! report (`index.html`, `index.md`) that a reviewer regenerates with `collapse report` or
+//! `cargo bench`.
+
 pub mod figure;
+pub mod gaussian;
+pub mod report;
 pub mod table;
+
+pub use report::{Scale, run_report};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("I/O error on {path}: {source}")]
@@ -14,4 +22,8 @@ pub enum ReportError {
     Figure(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Spec(#[from] collapse_analysis::SpecError),
+    #[error(transparent)]
+    Sim(#[from] collapse_sim::SimError),
 }

@@ -212,7 +212,7 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
-pub(crate) fn html_escape(s: &str) -> String {
+pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -267,7 +267,7 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<(), ReportError> {
 }
 
 /// Write `path` through a temporary file so readers see either the old or the complete new file.
-pub(crate) fn write_atomic(
+pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
