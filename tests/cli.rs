@@ -1,0 +1,167 @@
+//! The `collapse` command-line contract: JSON shapes, reproducibility across thread counts, and
+//! bad input (one line on stderr, exit code 2, nothing written).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn collapse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_collapse")).args(args).output().expect("run collapse")
+}
+
+fn scratch_dir(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "collapse-test-{}-{tag}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn theory_json_contract() {
+    let out = collapse(&["theory", "gaussian", "--samples", "20", "--generations", "30", "--digits", "25", "--json"]);
+    let v = json(&out);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 31);
+    let keys = [
+        "expected_variance",
+        "expected_sigma",
+        "expected_log_variance",
+        "var_log_variance",
+        "mean_sq_error",
+        "expected_w2_sq",
+        "w2_sq_lower_bound",
+    ];
+    for (n, row) in rows.iter().enumerate() {
+        assert_eq!(row["n"].as_u64(), Some(n as u64));
+        for k in keys {
+            let s = row[k].as_str().unwrap_or_else(|| panic!("{k} is not a string"));
+            let x: f64 = s.parse().unwrap_or_else(|_| panic!("{k} = {s} is not a decimal"));
+            assert!(x.is_finite());
+            let digits = s.trim_start_matches('-').chars().take_while(|c| *c != 'e').filter(char::is_ascii_digit).collect::<String>();
+            assert!(digits.trim_start_matches('0').len() <= 25, "{k} = {s}");
+        }
+    }
+    // Unbiased: E[sigma^2] = 1 exactly; E[(mu_n - mu)^2] = n/M; E[sigma_30] = 0.673979758...
+    assert_eq!(rows[30]["expected_variance"], "1");
+    assert_eq!(rows[30]["mean_sq_error"], "1.5");
+    assert!(rows[30]["expected_sigma"].as_str().unwrap().starts_with("0.67397975839"));
+    assert!(v["certified_digits_min"].as_u64().unwrap() >= 25);
+    assert_eq!(v["limit"]["bounded"], false);
+}
+
+#[test]
+fn simulate_json_contract_and_thread_independence() {
+    let dir = scratch_dir("threads");
+    let run = |threads: &str, file: &str| {
+        let path = dir.join(file);
+        let out = collapse(&[
+            "simulate", "gaussian", "--samples", "10", "--generations", "12", "--chains", "3001", "--seed", "5",
+            "--threads", threads, "--json", "--out", path.to_str().unwrap(),
+        ]);
+        (json(&out), out.stdout, std::fs::read(&path).unwrap())
+    };
+    let (v, stdout1, parquet1) = run("1", "one.parquet");
+    let (_, stdout2, parquet2) = run("2", "two.parquet");
+    assert_eq!(stdout1, stdout2, "JSON differs between 1 and 2 threads");
+    assert_eq!(parquet1, parquet2, "Parquet differs between 1 and 2 threads");
+    assert_eq!(&parquet1[..4], b"PAR1");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 13);
+    for row in rows {
+        for k in ["variance", "sigma", "log_variance", "mean_sq_error", "w2_sq"] {
+            assert!(row[k]["mean"].is_number() && row[k]["stderr"].is_number(), "{k}");
+        }
+        let f = row["collapsed_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f));
+    }
+    // Sufficient statistics give the same shape.
+    let out = collapse(&["simulate", "gaussian", "--samples", "10", "--generations", "3", "--chains", "10", "--seed", "1", "--method", "sufficient", "--json"]);
+    assert_eq!(json(&out)["rows"].as_array().unwrap().len(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_2() {
+    let dir = scratch_dir("bad");
+    let out_file = dir.join("result.parquet");
+    let out = out_file.to_str().unwrap();
+    let sim = |extra: &[&str]| {
+        let mut a = vec!["simulate", "gaussian", "--generations", "5", "--chains", "10", "--seed", "1", "--out", out];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let th = |extra: &[&str]| {
+        let mut a = vec!["theory", "gaussian", "--generations", "5"];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let cases: Vec<Vec<String>> = vec![
+        sim(&["--samples", "1"]),
+        sim(&["--samples", "0"]),
+        sim(&["--samples", "-3"]),
+        sim(&["--samples", "abc"]),
+        sim(&["--samples", "10", "--chains", "0"]),
+        sim(&["--samples", "10", "--sigma", "NaN"]),
+        sim(&["--samples", "10", "--sigma", "0"]),
+        sim(&["--samples", "10", "--sigma", "-1"]),
+        sim(&["--samples", "10", "--sigma", "inf"]),
+        sim(&["--samples", "10", "--schedule", "cubic"]),
+        sim(&["--samples", "10", "--schedule", "power:x"]),
+        sim(&["--samples", "10", "--method", "magic"]),
+        sim(&["--samples", "10", "--estimator", "biased"]),
+        sim(&["--samples", "10", "--threads", "0"]),
+        sim(&["--samples", "99999999999999999999999"]),
+        th(&["--samples", "10", "--digits", "0"]),
+        th(&["--samples", "10", "--digits", "100000"]),
+        th(&["--samples", "10", "--generations", "0"]),
+        th(&["--samples", "10", "--schedule", "geometric:1e300"]),
+        th(&["--schedule", "constant"]),
+        vec!["theory".into(), "gaussian".into(), "--samples".into(), "10".into()],
+        vec!["simulate".into(), "gaussian".into(), "--samples".into(), "10".into(), "--generations".into(), "5".into(), "--chains".into(), "10".into(), "--seed".into(), "1".into(), "--out".into(), dir.join("no/such/dir/x.parquet").to_str().unwrap().into()],
+        vec!["report".into(), "--scale".into(), "huge".into(), "--out".into(), dir.join("r").to_str().unwrap().into()],
+        vec!["frobnicate".into()],
+    ];
+    for args in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = collapse(&refs);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: stderr {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("collapse: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        assert!(!out_file.exists(), "{args:?} left a file");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn smoke_report_is_complete() {
+    let dir = scratch_dir("report");
+    let o = collapse(&["report", "--scale", "smoke", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("worst |z|"));
+    let md = std::fs::read_to_string(dir.join("index.md")).unwrap();
+    assert!(md.contains("scale `smoke`"));
+    let csv = std::fs::read_to_string(dir.join("gaussian/comparison.csv")).unwrap();
+    assert!(csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible"));
+    // Every compared pair of the smoke report agrees within 5 standard errors.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let worst: f64 = stdout.split("worst |z| = ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    assert!(worst < 5.0, "{stdout}");
+    assert!(!std::fs::read_dir(dir.join("gaussian")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    let _ = std::fs::remove_dir_all(&dir);
+}
