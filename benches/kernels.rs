@@ -1,1 +1,127 @@
-fn main() {}
+//! Criterion benches of the simulation kernels, and the numpy peer measured in the same run.
+//!
+//! `cargo bench --bench kernels` prints criterion's estimates, then times the ensemble that
+//! `benches/peers/gaussian_numpy.py` runs (R = 10^4, M = 100, 100 generations) once in Rust and
+//! once in numpy (when python3 with numpy is available) and prints the ratio.
+
+use collapse_analysis::{Estimator, GaussianSpec, Schedule};
+use collapse_sim::gaussian::{EnsembleConfig, Method, simulate};
+use collapse_sim::normal::StandardNormal;
+use collapse_sim::rng::{ChainRng, stream};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+fn normals(c: &mut Criterion) {
+    let mut group = c.benchmark_group("normal");
+    let count = 1_000_000u64;
+    group.throughput(Throughput::Elements(count));
+    let sampler = StandardNormal::new();
+    group.bench_function("ziggurat_1e6", |b| {
+        let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
+        b.iter(|| black_box(sampler.sum_and_sum_sq(&mut rng, count)))
+    });
+    group.finish();
+}
+
+fn ensemble_spec(m: u64, generations: u64) -> GaussianSpec {
+    GaussianSpec::new(Schedule::constant(m), Estimator::Unbiased, 1.0, generations).expect("valid")
+}
+
+fn generations(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gaussian_generations");
+    group.sample_size(10);
+    let (chains, m, n) = (10_000u64, 100u64, 10u64);
+    group.throughput(Throughput::Elements(chains * n));
+    for method in [Method::Exact, Method::Sufficient] {
+        for threads in [1usize, 2] {
+            let mut config = EnsembleConfig::new(chains, 1, method);
+            config.threads = Some(threads);
+            let spec = ensemble_spec(m, n);
+            group.bench_with_input(
+                BenchmarkId::new(method.name(), format!("{threads}t")),
+                &config,
+                |b, cfg| b.iter(|| black_box(simulate(&spec, cfg).expect("runs"))),
+            );
+        }
+    }
+    group.finish();
+}
+
+/// Whole-ensemble time in Rust for the numpy peer's configuration.
+fn rust_seconds(method: Method, threads: usize, chains: u64, m: u64, n: u64) -> f64 {
+    let mut config = EnsembleConfig::new(chains, 1, method);
+    config.threads = Some(threads);
+    let spec = ensemble_spec(m, n);
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(simulate(&spec, &config).expect("runs"));
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn peer_comparison() {
+    let (chains, m, n) = (10_000u64, 100u64, 100u64);
+    let peer = Command::new("python3")
+        .args([
+            "benches/peers/gaussian_numpy.py",
+            "--chains",
+            &chains.to_string(),
+            "--samples",
+            &m.to_string(),
+            "--generations",
+            &n.to_string(),
+            "--method",
+            "both",
+            "--repeat",
+            "3",
+            "--json",
+        ])
+        .env("OMP_NUM_THREADS", "1")
+        .output();
+    let peer_seconds = |method: &str| -> Option<f64> {
+        let out = peer.as_ref().ok().filter(|o| o.status.success())?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).ok()?;
+                (v["method"] == method)
+                    .then(|| v["seconds_min"].as_f64())
+                    .flatten()
+            })
+    };
+    println!("\npeer comparison: R = {chains}, M = {m}, {n} generations (best of 3)");
+    for (method, peer_name) in [
+        (Method::Exact, "literal"),
+        (Method::Sufficient, "sufficient"),
+    ] {
+        let one = rust_seconds(method, 1, chains, m, n);
+        let two = rust_seconds(method, 2, chains, m, n);
+        match peer_seconds(peer_name) {
+            Some(p) => println!(
+                "  {:<10} rust 1 thread {one:.3} s, 2 threads {two:.3} s; numpy {p:.3} s; speed-up {:.1}x (1 thread), {:.1}x (2 threads)",
+                method.name(),
+                p / one,
+                p / two
+            ),
+            None => println!(
+                "  {:<10} rust 1 thread {one:.3} s, 2 threads {two:.3} s; numpy peer unavailable (python3 with numpy)",
+                method.name()
+            ),
+        }
+    }
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    normals(&mut criterion);
+    generations(&mut criterion);
+    criterion.final_summary();
+    // Under `cargo test --all-targets` (no --bench) criterion runs each bench once; skip the peer.
+    if std::env::args().any(|a| a == "--bench") {
+        peer_comparison();
+    }
+}

@@ -11,7 +11,11 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "collapse", version, about = "Theory and simulation of model collapse (Shumailov et al., The Curse of Recursion)")]
+#[command(
+    name = "collapse",
+    version,
+    about = "Theory and simulation of model collapse (Shumailov et al., The Curse of Recursion)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -106,7 +110,12 @@ impl GaussianArgs {
     fn spec(&self) -> Result<GaussianSpec> {
         let schedule = Schedule::parse(self.samples, &self.schedule)?;
         let estimator = Estimator::parse(&self.estimator)?;
-        Ok(GaussianSpec::new(schedule, estimator, self.sigma, self.generations)?)
+        Ok(GaussianSpec::new(
+            schedule,
+            estimator,
+            self.sigma,
+            self.generations,
+        )?)
     }
 }
 
@@ -119,9 +128,17 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
+            // clap's message runs until the first blank line (then usage and hints follow).
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("collapse: {}", first.trim_start_matches("error: "));
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "collapse: {}",
+                message.join(" ").trim_start_matches("error: ")
+            );
             std::process::exit(2);
         }
     };
@@ -134,7 +151,14 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Theory { process: TheoryProcess::Gaussian { process, digits, json } } => {
+        Command::Theory {
+            process:
+                TheoryProcess::Gaussian {
+                    process,
+                    digits,
+                    json,
+                },
+        } => {
             if digits == 0 || digits > MAX_DIGITS {
                 bail!("invalid digits: must be in 1..={MAX_DIGITS}, got {digits}");
             }
@@ -142,7 +166,18 @@ fn run(cli: Cli) -> Result<()> {
             let t = theory(&spec, digits)?;
             print_theory(&t, digits, json)
         }
-        Command::Simulate { process: SimulateProcess::Gaussian { process, chains, seed, method, threads, json, out } } => {
+        Command::Simulate {
+            process:
+                SimulateProcess::Gaussian {
+                    process,
+                    chains,
+                    seed,
+                    method,
+                    threads,
+                    json,
+                    out,
+                },
+        } => {
             let spec = process.spec()?;
             let mut config = EnsembleConfig::new(chains, seed, Method::parse(&method)?);
             config.threads = threads;
@@ -152,7 +187,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             let run = simulate(&spec, &config)?;
             if let Some(path) = &out {
-                collapse_reports::gaussian::write_simulation(&run, path).with_context(|| format!("writing {}", path.display()))?;
+                collapse_reports::gaussian::write_simulation(&run, path)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             print_simulation(&run, json)
         }
@@ -174,7 +210,10 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Refuses an output path whose folder does not exist, before any work is done.
 fn check_output_path(path: &std::path::Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     if !parent.is_dir() {
         bail!("invalid --out: folder {} does not exist", parent.display());
     }
@@ -189,7 +228,13 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
     let certified = t.min_certified_digits();
     // Print no more digits than the radius certifies.
     let shown = |b: &collapse_analysis::Ball| b.to_decimal(digits.min(b.certified_digits().max(1)));
-    let limit = w2_limit(&spec.schedule, spec.estimator, spec.sigma, 4096, collapse_analysis::bits_for_digits(digits, 64))?;
+    let limit = w2_limit(
+        &spec.schedule,
+        spec.estimator,
+        spec.sigma,
+        4096,
+        collapse_analysis::bits_for_digits(digits, 64),
+    )?;
     if json {
         let rows: Vec<Value> = t
             .rows
@@ -241,18 +286,26 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             t.precision_bits,
             certified.min(digits)
         );
-        println!("n\tE[sigma^2]\tE[sigma]\tE[ln sigma^2]\tVar[ln sigma^2]\tE[(mu-mu0)^2]\tE[W2^2]\tW2^2 lower bound\tVar[W2^2]");
+        println!(
+            "n\tE[sigma^2]\tE[sigma]\tE[ln sigma^2]\tVar[ln sigma^2]\tE[(mu-mu0)^2]\tE[W2^2]\tW2^2 lower bound\tVar[W2^2]"
+        );
         for r in &t.rows {
             let vals: Vec<String> = r.named().iter().map(|(_, b)| shown(b)).collect();
             println!("{}\t{}", r.n, vals.join("\t"));
         }
         match (&limit.bounded, &limit.limit) {
-            (true, Some(b)) => println!("limit of E[W2^2] as n -> infinity: {} (enclosure certified to {} digits)", shown(b), b.certified_digits().min(digits)),
+            (true, Some(b)) => println!(
+                "limit of E[W2^2] as n -> infinity: {} (enclosure certified to {} digits)",
+                shown(b),
+                b.certified_digits().min(digits)
+            ),
             _ => println!("E[W2^2] grows without bound as n -> infinity (sum of 1/M_i diverges)"),
         }
     }
     if certified < digits {
-        eprintln!("collapse: warning: only {certified} digits could be certified at the precision cap");
+        eprintln!(
+            "collapse: warning: only {certified} digits could be certified at the precision cap"
+        );
     }
     Ok(())
 }
@@ -293,11 +346,21 @@ fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
         });
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("n\tmean sigma^2\t(s.e.)\tmean ln sigma^2\t(s.e.)\tmean W2^2\t(s.e.)\tmedian W2^2\tcollapsed");
+        println!(
+            "n\tmean sigma^2\t(s.e.)\tmean ln sigma^2\t(s.e.)\tmean W2^2\t(s.e.)\tmedian W2^2\tcollapsed"
+        );
         for r in &run.rows {
             println!(
                 "{}\t{:.6e}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6e}\t{:.2e}\t{:.6e}\t{:.4}",
-                r.n, r.variance.mean, r.variance.stderr, r.log_variance.mean, r.log_variance.stderr, r.w2_sq.mean, r.w2_sq.stderr, r.w2_sq_quartiles[1], r.collapsed_fraction
+                r.n,
+                r.variance.mean,
+                r.variance.stderr,
+                r.log_variance.mean,
+                r.log_variance.stderr,
+                r.w2_sq.mean,
+                r.w2_sq.stderr,
+                r.w2_sq_quartiles[1],
+                r.collapsed_fraction
             );
         }
     }

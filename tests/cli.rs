@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 fn collapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse")).args(args).output().expect("run collapse")
+    Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args(args)
+        .output()
+        .expect("run collapse")
 }
 
 fn scratch_dir(tag: &str) -> PathBuf {
@@ -22,13 +25,27 @@ fn scratch_dir(tag: &str) -> PathBuf {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
 #[test]
 fn theory_json_contract() {
-    let out = collapse(&["theory", "gaussian", "--samples", "20", "--generations", "30", "--digits", "25", "--json"]);
+    let out = collapse(&[
+        "theory",
+        "gaussian",
+        "--samples",
+        "20",
+        "--generations",
+        "30",
+        "--digits",
+        "25",
+        "--json",
+    ]);
     let v = json(&out);
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 31);
@@ -44,17 +61,31 @@ fn theory_json_contract() {
     for (n, row) in rows.iter().enumerate() {
         assert_eq!(row["n"].as_u64(), Some(n as u64));
         for k in keys {
-            let s = row[k].as_str().unwrap_or_else(|| panic!("{k} is not a string"));
-            let x: f64 = s.parse().unwrap_or_else(|_| panic!("{k} = {s} is not a decimal"));
+            let s = row[k]
+                .as_str()
+                .unwrap_or_else(|| panic!("{k} is not a string"));
+            let x: f64 = s
+                .parse()
+                .unwrap_or_else(|_| panic!("{k} = {s} is not a decimal"));
             assert!(x.is_finite());
-            let digits = s.trim_start_matches('-').chars().take_while(|c| *c != 'e').filter(char::is_ascii_digit).collect::<String>();
+            let digits = s
+                .trim_start_matches('-')
+                .chars()
+                .take_while(|c| *c != 'e')
+                .filter(char::is_ascii_digit)
+                .collect::<String>();
             assert!(digits.trim_start_matches('0').len() <= 25, "{k} = {s}");
         }
     }
     // Unbiased: E[sigma^2] = 1 exactly; E[(mu_n - mu)^2] = n/M; E[sigma_30] = 0.673979758...
     assert_eq!(rows[30]["expected_variance"], "1");
     assert_eq!(rows[30]["mean_sq_error"], "1.5");
-    assert!(rows[30]["expected_sigma"].as_str().unwrap().starts_with("0.67397975839"));
+    assert!(
+        rows[30]["expected_sigma"]
+            .as_str()
+            .unwrap()
+            .starts_with("0.67397975839")
+    );
     assert!(v["certified_digits_min"].as_u64().unwrap() >= 25);
     assert_eq!(v["limit"]["bounded"], false);
 }
@@ -65,27 +96,66 @@ fn simulate_json_contract_and_thread_independence() {
     let run = |threads: &str, file: &str| {
         let path = dir.join(file);
         let out = collapse(&[
-            "simulate", "gaussian", "--samples", "10", "--generations", "12", "--chains", "3001", "--seed", "5",
-            "--threads", threads, "--json", "--out", path.to_str().unwrap(),
+            "simulate",
+            "gaussian",
+            "--samples",
+            "10",
+            "--generations",
+            "12",
+            "--chains",
+            "3001",
+            "--seed",
+            "5",
+            "--threads",
+            threads,
+            "--json",
+            "--out",
+            path.to_str().unwrap(),
         ]);
         (json(&out), out.stdout, std::fs::read(&path).unwrap())
     };
     let (v, stdout1, parquet1) = run("1", "one.parquet");
     let (_, stdout2, parquet2) = run("2", "two.parquet");
     assert_eq!(stdout1, stdout2, "JSON differs between 1 and 2 threads");
-    assert_eq!(parquet1, parquet2, "Parquet differs between 1 and 2 threads");
+    assert_eq!(
+        parquet1, parquet2,
+        "Parquet differs between 1 and 2 threads"
+    );
     assert_eq!(&parquet1[..4], b"PAR1");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 13);
     for row in rows {
-        for k in ["variance", "sigma", "log_variance", "mean_sq_error", "w2_sq"] {
-            assert!(row[k]["mean"].is_number() && row[k]["stderr"].is_number(), "{k}");
+        for k in [
+            "variance",
+            "sigma",
+            "log_variance",
+            "mean_sq_error",
+            "w2_sq",
+        ] {
+            assert!(
+                row[k]["mean"].is_number() && row[k]["stderr"].is_number(),
+                "{k}"
+            );
         }
         let f = row["collapsed_fraction"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&f));
     }
     // Sufficient statistics give the same shape.
-    let out = collapse(&["simulate", "gaussian", "--samples", "10", "--generations", "3", "--chains", "10", "--seed", "1", "--method", "sufficient", "--json"]);
+    let out = collapse(&[
+        "simulate",
+        "gaussian",
+        "--samples",
+        "10",
+        "--generations",
+        "3",
+        "--chains",
+        "10",
+        "--seed",
+        "1",
+        "--method",
+        "sufficient",
+        "--json",
+    ]);
     assert_eq!(json(&out)["rows"].as_array().unwrap().len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -96,7 +166,18 @@ fn bad_input_gets_one_line_and_exit_2() {
     let out_file = dir.join("result.parquet");
     let out = out_file.to_str().unwrap();
     let sim = |extra: &[&str]| {
-        let mut a = vec!["simulate", "gaussian", "--generations", "5", "--chains", "10", "--seed", "1", "--out", out];
+        let mut a = vec![
+            "simulate",
+            "gaussian",
+            "--generations",
+            "5",
+            "--chains",
+            "10",
+            "--seed",
+            "1",
+            "--out",
+            out,
+        ];
         a.extend_from_slice(extra);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
@@ -126,9 +207,33 @@ fn bad_input_gets_one_line_and_exit_2() {
         th(&["--samples", "10", "--generations", "0"]),
         th(&["--samples", "10", "--schedule", "geometric:1e300"]),
         th(&["--schedule", "constant"]),
-        vec!["theory".into(), "gaussian".into(), "--samples".into(), "10".into()],
-        vec!["simulate".into(), "gaussian".into(), "--samples".into(), "10".into(), "--generations".into(), "5".into(), "--chains".into(), "10".into(), "--seed".into(), "1".into(), "--out".into(), dir.join("no/such/dir/x.parquet").to_str().unwrap().into()],
-        vec!["report".into(), "--scale".into(), "huge".into(), "--out".into(), dir.join("r").to_str().unwrap().into()],
+        vec![
+            "theory".into(),
+            "gaussian".into(),
+            "--samples".into(),
+            "10".into(),
+        ],
+        vec![
+            "simulate".into(),
+            "gaussian".into(),
+            "--samples".into(),
+            "10".into(),
+            "--generations".into(),
+            "5".into(),
+            "--chains".into(),
+            "10".into(),
+            "--seed".into(),
+            "1".into(),
+            "--out".into(),
+            dir.join("no/such/dir/x.parquet").to_str().unwrap().into(),
+        ],
+        vec![
+            "report".into(),
+            "--scale".into(),
+            "huge".into(),
+            "--out".into(),
+            dir.join("r").to_str().unwrap().into(),
+        ],
         vec!["frobnicate".into()],
     ];
     for args in cases {
@@ -157,11 +262,27 @@ fn smoke_report_is_complete() {
     let md = std::fs::read_to_string(dir.join("index.md")).unwrap();
     assert!(md.contains("scale `smoke`"));
     let csv = std::fs::read_to_string(dir.join("gaussian/comparison.csv")).unwrap();
-    assert!(csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible"));
+    assert!(
+        csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible")
+    );
     // Every compared pair of the smoke report agrees within 5 standard errors.
     let stdout = String::from_utf8_lossy(&o.stdout);
-    let worst: f64 = stdout.split("worst |z| = ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let worst: f64 = stdout
+        .split("worst |z| = ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(worst < 5.0, "{stdout}");
-    assert!(!std::fs::read_dir(dir.join("gaussian")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    assert!(
+        !std::fs::read_dir(dir.join("gaussian")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.'))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

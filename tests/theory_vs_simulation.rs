@@ -28,12 +28,42 @@ fn pair(q: Q, t: &GaussianTheory, run: &GaussianRun, n: usize) -> (f64, f64, f64
     let f = &th.feasibility;
     let r = run.config.chains;
     match q {
-        Q::Variance => (th.expected_variance.to_f64(), e.variance.mean, e.variance.stderr, f.variance_ok(r)),
-        Q::Sigma => (th.expected_sigma.to_f64(), e.sigma.mean, e.sigma.stderr, f.sigma_ok(r)),
-        Q::LogVariance => (th.expected_log_variance.to_f64(), e.log_variance.mean, e.log_variance.stderr, true),
-        Q::VarLogVariance => (th.var_log_variance.to_f64(), e.log_variance.variance, e.log_variance.variance_stderr, true),
-        Q::MeanSqError => (th.mean_sq_error.to_f64(), e.mean_sq_error.mean, e.mean_sq_error.stderr, f.mean_sq_error_ok(r)),
-        Q::W2Sq => (th.expected_w2_sq.to_f64(), e.w2_sq.mean, e.w2_sq.stderr, f.w2_sq_ok(r)),
+        Q::Variance => (
+            th.expected_variance.to_f64(),
+            e.variance.mean,
+            e.variance.stderr,
+            f.variance_ok(r),
+        ),
+        Q::Sigma => (
+            th.expected_sigma.to_f64(),
+            e.sigma.mean,
+            e.sigma.stderr,
+            f.sigma_ok(r),
+        ),
+        Q::LogVariance => (
+            th.expected_log_variance.to_f64(),
+            e.log_variance.mean,
+            e.log_variance.stderr,
+            true,
+        ),
+        Q::VarLogVariance => (
+            th.var_log_variance.to_f64(),
+            e.log_variance.variance,
+            e.log_variance.variance_stderr,
+            true,
+        ),
+        Q::MeanSqError => (
+            th.mean_sq_error.to_f64(),
+            e.mean_sq_error.mean,
+            e.mean_sq_error.stderr,
+            f.mean_sq_error_ok(r),
+        ),
+        Q::W2Sq => (
+            th.expected_w2_sq.to_f64(),
+            e.w2_sq.mean,
+            e.w2_sq.stderr,
+            f.w2_sq_ok(r),
+        ),
     }
 }
 
@@ -63,16 +93,31 @@ fn check(spec: &GaussianSpec, method: Method, chains: u64, seed: u64, all: &[Q],
     for &q in all {
         let (worst, power, compared) = max_z(q, &t, &run);
         assert!(compared > 0, "{q:?}: nothing feasible to compare");
-        assert!(worst < 5.0, "{q:?} {method:?} {:?} M={}: |z| = {worst}", spec.estimator, spec.schedule.base);
+        assert!(
+            worst < 5.0,
+            "{q:?} {method:?} {:?} M={}: |z| = {worst}",
+            spec.estimator,
+            spec.schedule.base
+        );
         if powered.contains(&q) {
-            assert!(power > 5.0, "{q:?} {method:?}: a 1% error would pass (max |z| {power})");
+            assert!(
+                power > 5.0,
+                "{q:?} {method:?}: a 1% error would pass (max |z| {power})"
+            );
         }
     }
 }
 
 const MOMENTS: [Q; 4] = [Q::Variance, Q::Sigma, Q::MeanSqError, Q::W2Sq];
 const LOGS: [Q; 2] = [Q::LogVariance, Q::VarLogVariance];
-const ALL: [Q; 6] = [Q::Variance, Q::Sigma, Q::LogVariance, Q::VarLogVariance, Q::MeanSqError, Q::W2Sq];
+const ALL: [Q; 6] = [
+    Q::Variance,
+    Q::Sigma,
+    Q::LogVariance,
+    Q::VarLogVariance,
+    Q::MeanSqError,
+    Q::W2Sq,
+];
 
 /// Moments at n <= 20 with M = 100 (relative s.d. of W2^2 about 1.2: 1% is ~8 s.e. at 1e6
 /// chains); log-moments at M = 5, n = 100, where E[ln sigma^2] is -27 and 1% is ~20 s.e.
@@ -104,7 +149,13 @@ fn exact_mle_matches_theory() {
 #[test]
 fn schedules_match_theory() {
     for (sched, m) in [("power:1.5", 10u64), ("linear", 10), ("geometric:1.3", 4)] {
-        let s = GaussianSpec::new(Schedule::parse(Some(m), sched).unwrap(), Estimator::Unbiased, 1.0, 15).unwrap();
+        let s = GaussianSpec::new(
+            Schedule::parse(Some(m), sched).unwrap(),
+            Estimator::Unbiased,
+            1.0,
+            15,
+        )
+        .unwrap();
         check(&s, Method::Sufficient, 400_000, 501, &ALL, &[]);
     }
 }
@@ -132,20 +183,39 @@ fn exact_and_sufficient_agree_in_distribution() {
         let scale = (r as f64 / 2.0).sqrt();
         let mut la: Vec<f64> = a.final_chains.iter().map(|c| c.log_variance).collect();
         let mut lb: Vec<f64> = b.final_chains.iter().map(|c| c.log_variance).collect();
-        assert!(ks_two_sample(&mut la, &mut lb) * scale < 2.69, "{est:?} log variance");
+        assert!(
+            ks_two_sample(&mut la, &mut lb) * scale < 2.69,
+            "{est:?} log variance"
+        );
         let mut ma: Vec<f64> = a.final_chains.iter().map(|c| c.mean_offset).collect();
         let mut mb: Vec<f64> = b.final_chains.iter().map(|c| c.mean_offset).collect();
-        assert!(ks_two_sample(&mut ma, &mut mb) * scale < 2.69, "{est:?} mean");
+        assert!(
+            ks_two_sample(&mut ma, &mut mb) * scale < 2.69,
+            "{est:?} mean"
+        );
         // Power: the sufficient sample with ln sigma^2 shifted by 1% of its s.d. is rejected.
         let sd = (t_var(&s)).sqrt();
-        let mut shifted: Vec<f64> = b.final_chains.iter().map(|c| c.log_variance + 0.03 * sd).collect();
+        let mut shifted: Vec<f64> = b
+            .final_chains
+            .iter()
+            .map(|c| c.log_variance + 0.03 * sd)
+            .collect();
         let mut la2: Vec<f64> = a.final_chains.iter().map(|c| c.log_variance).collect();
-        assert!(ks_two_sample(&mut la2, &mut shifted) * scale > 2.69, "{est:?}: no power");
+        assert!(
+            ks_two_sample(&mut la2, &mut shifted) * scale > 2.69,
+            "{est:?}: no power"
+        );
     }
 }
 
 fn t_var(s: &GaussianSpec) -> f64 {
-    theory(s, 17).unwrap().rows.last().unwrap().var_log_variance.to_f64()
+    theory(s, 17)
+        .unwrap()
+        .rows
+        .last()
+        .unwrap()
+        .var_log_variance
+        .to_f64()
 }
 
 /// 10^4 generations at M = 100 with the exact method: sigma_n^2 ~ e^-101, far below where
@@ -160,6 +230,10 @@ fn log_drift_over_ten_thousand_generations() {
     assert!(worst < 5.0, "|z| = {worst}");
     let last = run.rows.last().unwrap();
     assert!(last.log_variance.mean < -80.0);
-    assert!(run.final_chains.iter().all(|c| c.log_variance.is_finite() && c.mean_offset.is_finite()));
+    assert!(
+        run.final_chains
+            .iter()
+            .all(|c| c.log_variance.is_finite() && c.mean_offset.is_finite())
+    );
     assert_eq!(last.collapsed_fraction, 1.0);
 }

@@ -123,7 +123,12 @@ impl Ball {
     }
     /// True when the ball contains `x`.
     pub fn contains(&self, x: &Float) -> bool {
-        let d = Float::with_val_round(RAD_PREC.max(x.prec()).max(self.prec()) + 8, x - &self.mid, Round::Nearest).0;
+        let d = Float::with_val_round(
+            RAD_PREC.max(x.prec()).max(self.prec()) + 8,
+            x - &self.mid,
+            Round::Nearest,
+        )
+        .0;
         d.abs() <= self.rad
     }
 
@@ -307,7 +312,11 @@ pub fn format_decimal(x: &Float, digits: u32) -> String {
         }
     } else {
         let (a, b) = mantissa.split_at(1);
-        let frac = if b.is_empty() { String::new() } else { format!(".{b}") };
+        let frac = if b.is_empty() {
+            String::new()
+        } else {
+            format!(".{b}")
+        };
         format!("{sign}{a}{frac}e{}", point - 1)
     }
 }
@@ -325,7 +334,10 @@ mod tests {
         assert_eq!(f(1.5e-9, 3), "1.5e-9");
         assert_eq!(f(2.0e30, 2), "2e30");
         assert_eq!(f(0.0, 3), "0");
-        assert_eq!("0.333".parse::<f64>().unwrap(), f(1.0 / 3.0, 3).parse::<f64>().unwrap());
+        assert_eq!(
+            "0.333".parse::<f64>().unwrap(),
+            f(1.0 / 3.0, 3).parse::<f64>().unwrap()
+        );
     }
 
     #[test]
@@ -344,8 +356,7 @@ mod tests {
         let a = Ball::exact(p, 2).sqrt();
         let b = Ball::exact(p, 3).ln();
         let q = a.div(&b).mul(&a).sub(&Ball::exact(p, 1));
-        let r = Float::with_val(600, 2u32)
-            / Float::with_val(600, 3u32).ln()
+        let r = Float::with_val(600, 2u32) / Float::with_val(600, 3u32).ln()
             - Float::with_val(600, 1u32);
         assert!(q.contains(&r), "{q:?} vs {r}");
     }

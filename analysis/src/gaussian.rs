@@ -68,7 +68,10 @@ impl GaussianSpec {
         generations: u64,
     ) -> Result<GaussianSpec, SpecError> {
         if !sigma.is_finite() || sigma <= 0.0 {
-            return Err(SpecError::invalid("sigma", format!("must be finite and > 0, got {sigma}")));
+            return Err(SpecError::invalid(
+                "sigma",
+                format!("must be finite and > 0, got {sigma}"),
+            ));
         }
         if generations == 0 || generations > MAX_GENERATIONS {
             return Err(SpecError::invalid(
@@ -206,7 +209,10 @@ fn step_factors(prec: u32, m: u64, estimator: Estimator) -> StepFactors {
     let k = m - 1;
     let d = estimator.divisor(m);
     let ratio = |num: rug::Integer, pow: u32| {
-        Ball::exact(prec, rug::Rational::from((num, rug::Integer::from(d).pow(pow))))
+        Ball::exact(
+            prec,
+            rug::Rational::from((num, rug::Integer::from(d).pow(pow))),
+        )
     };
     use rug::Integer as I;
     let ex1 = ratio(I::from(k), 1);
@@ -238,7 +244,11 @@ fn rel_var(second: &Ball, first: &Ball) -> f64 {
         return 0.0;
     }
     // Computed in the balls' precision: second / first^2 - 1 may cancel.
-    second.div(&first.square()).sub(&Ball::exact(first.prec(), 1)).to_f64().max(0.0)
+    second
+        .div(&first.square())
+        .sub(&Ball::exact(first.prec(), 1))
+        .to_f64()
+        .max(0.0)
 }
 
 /// All generations n = 0..=N at working precision `prec` bits.
@@ -257,7 +267,8 @@ pub fn theory_at_precision(spec: &GaussianSpec, prec: u32) -> GaussianTheory {
     let mut s4 = sigma2.square();
     let mut s8 = s4.square();
     // E[V], E[V^2], E[V sigma^2], E[V sigma] with V_n = sum_{i<n} sigma_i^2 / M_i.
-    let (mut ev, mut ev2, mut ev_s2, mut ev_s1) = (zero.clone(), zero.clone(), zero.clone(), zero.clone());
+    let (mut ev, mut ev2, mut ev_s2, mut ev_s1) =
+        (zero.clone(), zero.clone(), zero.clone(), zero.clone());
     let mut elog = sigma2.ln();
     let mut varlog = zero.clone();
     let mut rows = Vec::with_capacity(sizes.len() + 1);
@@ -281,8 +292,16 @@ pub fn theory_at_precision(spec: &GaussianSpec, prec: u32) -> GaussianTheory {
             variance_tail: rel_var(&s8, &s4),
             sigma: rel_var(&s2, &s1),
             sigma_tail: rel_var(&s4, &s2),
-            mean_sq_error: if n == 0 { 0.0 } else { rel_var(&ev2.mul_f64(3.0), &ev) },
-            w2_sq: if n == 0 { 0.0 } else { var_w2.div(&expected_w2.square()).to_f64().max(0.0) },
+            mean_sq_error: if n == 0 {
+                0.0
+            } else {
+                rel_var(&ev2.mul_f64(3.0), &ev)
+            },
+            w2_sq: if n == 0 {
+                0.0
+            } else {
+                var_w2.div(&expected_w2.square()).to_f64().max(0.0)
+            },
         };
         rows.push(GenerationMoments {
             n,
@@ -351,22 +370,33 @@ pub fn theory(spec: &GaussianSpec, digits: u32) -> Result<GaussianTheory, SpecEr
 
 /// E[sigma_n^{2r}] = sigma^{2r} prod_{i<n} (2/D_i)^r Gamma(k_i/2 + r) / Gamma(k_i/2), for real
 /// r > -k_min/2 (the moment is infinite otherwise).
-pub fn sigma_power_moment(spec: &GaussianSpec, r: f64, n: u64, prec: u32) -> Result<Ball, SpecError> {
+pub fn sigma_power_moment(
+    spec: &GaussianSpec,
+    r: f64,
+    n: u64,
+    prec: u32,
+) -> Result<Ball, SpecError> {
     if !r.is_finite() {
         return Err(SpecError::invalid("moment order", "must be finite"));
     }
     if n > spec.generations {
-        return Err(SpecError::invalid("generation", format!("{n} > N = {}", spec.generations)));
+        return Err(SpecError::invalid(
+            "generation",
+            format!("{n} > N = {}", spec.generations),
+        ));
     }
     let sizes = spec.sample_sizes();
     let sizes = &sizes[..n as usize];
-    if let Some(&k_min) = sizes.iter().map(|m| m - 1).collect::<Vec<_>>().iter().min() {
-        if r <= -(k_min as f64) / 2.0 {
-            return Err(SpecError::invalid(
-                "moment order",
-                format!("E[sigma^(2r)] is infinite for r = {r} <= -(M-1)/2 = {}", -(k_min as f64) / 2.0),
-            ));
-        }
+    if let Some(k_min) = sizes.iter().map(|m| m - 1).min()
+        && r <= -(k_min as f64) / 2.0
+    {
+        return Err(SpecError::invalid(
+            "moment order",
+            format!(
+                "E[sigma^(2r)] is infinite for r = {r} <= -(M-1)/2 = {}",
+                -(k_min as f64) / 2.0
+            ),
+        ));
     }
     let rb = Ball::from_f64(prec, r);
     let mut log_sum = Ball::from_f64(prec, spec.sigma).square().ln().mul(&rb);
@@ -402,15 +432,31 @@ pub struct W2Limit {
 /// e_i = E[sigma_{i+1}/sigma_i]; MLE: 2 sigma^2 (1 - prod e_i). The first `terms` factors are
 /// exact; the tails use -ln e_i in [1/(4k) - 1/(5k^3), 1/(4k) + 4/(25k^3)] (+ ln(1+1/k)/2 for the
 /// MLE, in [1/(2k) - 1/(4k^2), 1/(2k)]) and 1/k_i in (1/y_i, 1/y_i + 2/y_i^2] (proofs/gaussian.md).
-pub fn w2_limit(schedule: &Schedule, estimator: Estimator, sigma: f64, terms: u64, prec: u32) -> Result<W2Limit, SpecError> {
+pub fn w2_limit(
+    schedule: &Schedule,
+    estimator: Estimator,
+    sigma: f64,
+    terms: u64,
+    prec: u32,
+) -> Result<W2Limit, SpecError> {
     let summable = schedule.is_summable();
     if estimator == Estimator::Unbiased && !summable {
-        return Ok(W2Limit { bounded: false, limit: None, sum_inverse_sizes: None, terms_summed: 0 });
+        return Ok(W2Limit {
+            bounded: false,
+            limit: None,
+            sum_inverse_sizes: None,
+            terms_summed: 0,
+        });
     }
     let sigma2 = Ball::from_f64(prec, sigma).square();
     if !summable {
         // MLE with sum 1/M_i = infinity: prod e_i = 0 and E[W2^2] -> 2 sigma^2 exactly.
-        return Ok(W2Limit { bounded: true, limit: Some(sigma2.mul_f64(2.0)), sum_inverse_sizes: None, terms_summed: 0 });
+        return Ok(W2Limit {
+            bounded: true,
+            limit: Some(sigma2.mul_f64(2.0)),
+            sum_inverse_sizes: None,
+            terms_summed: 0,
+        });
     }
     // Sum exactly while sizes stay representable; the tail bounds cover the rest.
     let sizes: Vec<u64> = (0..terms).map_while(|i| schedule.size(i).ok()).collect();
@@ -428,9 +474,15 @@ pub fn w2_limit(schedule: &Schedule, estimator: Estimator, sigma: f64, terms: u6
             .sub(&ln_gamma(prec, &exact_arg(k, 0.0)));
         log_prod = log_prod.add(&log_e);
     }
-    let t1 = schedule.tail_of_inverse_powers(prec, terms, 1).expect("summable");
-    let t2 = schedule.tail_of_inverse_powers(prec, terms, 2).expect("summable");
-    let t3 = schedule.tail_of_inverse_powers(prec, terms, 3).expect("summable");
+    let t1 = schedule
+        .tail_of_inverse_powers(prec, terms, 1)
+        .expect("summable");
+    let t2 = schedule
+        .tail_of_inverse_powers(prec, terms, 2)
+        .expect("summable");
+    let t3 = schedule
+        .tail_of_inverse_powers(prec, terms, 3)
+        .expect("summable");
     // Tail of S: sum 1/M_i in [t1 - t2, t1] since 1/ceil(y) >= 1/(y+1) >= 1/y - 1/y^2.
     let s_lo = s_part.add(&t1).sub(&t2).lower();
     let s_hi = s_part.add(&t1).upper();
@@ -464,8 +516,16 @@ pub fn w2_limit(schedule: &Schedule, estimator: Estimator, sigma: f64, terms: u6
         }
         Estimator::Mle => {
             let one = Ball::exact(prec, 1);
-            let lo = one.sub(&Ball::with_radius(prod_hi, Float::new(64))).mul(&sigma2).mul_f64(2.0).lower();
-            let hi = one.sub(&Ball::with_radius(prod_lo, Float::new(64))).mul(&sigma2).mul_f64(2.0).upper();
+            let lo = one
+                .sub(&Ball::with_radius(prod_hi, Float::new(64)))
+                .mul(&sigma2)
+                .mul_f64(2.0)
+                .lower();
+            let hi = one
+                .sub(&Ball::with_radius(prod_lo, Float::new(64)))
+                .mul(&sigma2)
+                .mul_f64(2.0)
+                .upper();
             (lo, hi)
         }
     };

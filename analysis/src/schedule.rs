@@ -3,9 +3,9 @@
 //! (used in order; its last entry repeats). Sizes are computed in 256-bit MPFR so that the
 //! ceiling is exact for every practical input, and the same integers feed theory and simulation.
 
+use crate::SpecError;
 use crate::ball::Ball;
 use crate::special::zeta;
-use crate::SpecError;
 use rug::Float;
 use rug::ops::Pow;
 
@@ -54,9 +54,8 @@ impl Schedule {
             }
             Ok(v)
         };
-        let need_base = || {
-            base.ok_or_else(|| SpecError::invalid("samples", "--samples M is required"))
-        };
+        let need_base =
+            || base.ok_or_else(|| SpecError::invalid("samples", "--samples M is required"));
         let kind = match name {
             "constant" | "linear" if arg.is_some() => {
                 return Err(bad(format!("'{name}' takes no parameter")));
@@ -78,7 +77,8 @@ impl Schedule {
                 ScheduleKind::Geometric(r)
             }
             "list" => {
-                let a = arg.ok_or_else(|| bad("'list' needs sizes, e.g. list:100,200,400".into()))?;
+                let a =
+                    arg.ok_or_else(|| bad("'list' needs sizes, e.g. list:100,200,400".into()))?;
                 let sizes = a
                     .split(',')
                     .map(|s| {
@@ -90,13 +90,16 @@ impl Schedule {
                 if sizes.is_empty() {
                     return Err(bad("the list is empty".into()));
                 }
-                if let Some(b) = base {
-                    if b != sizes[0] {
-                        return Err(SpecError::invalid(
-                            "samples",
-                            format!("--samples {b} differs from the list's first size {}", sizes[0]),
-                        ));
-                    }
+                if let Some(b) = base
+                    && b != sizes[0]
+                {
+                    return Err(SpecError::invalid(
+                        "samples",
+                        format!(
+                            "--samples {b} differs from the list's first size {}",
+                            sizes[0]
+                        ),
+                    ));
                 }
                 let schedule = Schedule {
                     base: sizes[0],
@@ -122,9 +125,15 @@ impl Schedule {
     fn check_base(&self) -> Result<(), SpecError> {
         let check = |m: u64| {
             if m < 2 {
-                Err(SpecError::invalid("samples", format!("every sample size must be >= 2, got {m}")))
+                Err(SpecError::invalid(
+                    "samples",
+                    format!("every sample size must be >= 2, got {m}"),
+                ))
             } else if m > MAX_SAMPLE_SIZE {
-                Err(SpecError::invalid("samples", format!("sample size {m} exceeds {MAX_SAMPLE_SIZE}")))
+                Err(SpecError::invalid(
+                    "samples",
+                    format!("sample size {m} exceeds {MAX_SAMPLE_SIZE}"),
+                ))
             } else {
                 Ok(())
             }
@@ -136,12 +145,21 @@ impl Schedule {
     }
 
     /// A short label, e.g. `power:1.5`.
+    fn number_label(x: f64) -> String {
+        if x != 0.0 && !(1e-4..1e6).contains(&x.abs()) {
+            format!("{x:e}")
+        } else {
+            format!("{x}")
+        }
+    }
+
+    /// A short label, e.g. `power:1.5`.
     pub fn label(&self) -> String {
         match &self.kind {
             ScheduleKind::Constant => "constant".into(),
             ScheduleKind::Linear => "linear".into(),
-            ScheduleKind::Power(p) => format!("power:{p}"),
-            ScheduleKind::Geometric(r) => format!("geometric:{r}"),
+            ScheduleKind::Power(p) => format!("power:{}", Self::number_label(*p)),
+            ScheduleKind::Geometric(r) => format!("geometric:{}", Self::number_label(*r)),
             ScheduleKind::List(v) => format!(
                 "list:{}",
                 v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
@@ -163,7 +181,10 @@ impl Schedule {
         if ceil > MAX_SAMPLE_SIZE {
             return Err(SpecError::invalid(
                 "schedule",
-                format!("{} gives a sample size above {MAX_SAMPLE_SIZE} at generation {i}", self.label()),
+                format!(
+                    "{} gives a sample size above {MAX_SAMPLE_SIZE} at generation {i}",
+                    self.label()
+                ),
             ));
         }
         let m = ceil.to_f64() as u64;
@@ -229,7 +250,18 @@ mod tests {
         assert_eq!(s.size(9).unwrap(), 100);
         let s = Schedule::parse(None, "list:5,7").unwrap();
         assert_eq!(s.sizes(4).unwrap(), vec![5, 7, 7, 7]);
-        for bad in ["power", "power:x", "power:-1", "geometric:0.5", "list:", "list:1,5", "cubic", "constant:3", "power:NaN", "power:inf"] {
+        for bad in [
+            "power",
+            "power:x",
+            "power:-1",
+            "geometric:0.5",
+            "list:",
+            "list:1,5",
+            "cubic",
+            "constant:3",
+            "power:NaN",
+            "power:inf",
+        ] {
             assert!(Schedule::parse(Some(10), bad).is_err(), "{bad}");
         }
         assert!(Schedule::parse(Some(1), "constant").is_err());
@@ -252,7 +284,13 @@ mod tests {
         assert!(!summable("list:10,20,40"));
         // Partial sums: power:2 approaches zeta(2)/M; linear grows like ln(n)/M.
         let s = Schedule::parse(Some(10), "linear").unwrap();
-        let partial = |n: u64| s.sizes(n).unwrap().iter().map(|&m| 1.0 / m as f64).sum::<f64>();
+        let partial = |n: u64| {
+            s.sizes(n)
+                .unwrap()
+                .iter()
+                .map(|&m| 1.0 / m as f64)
+                .sum::<f64>()
+        };
         assert!(partial(10_000) - partial(100) > 0.45); // ln(100)/10 = 0.46
     }
 
@@ -261,9 +299,15 @@ mod tests {
         // sum_{i>=n0} (M (i+1)^P)^-1 approximated by a long direct sum plus an integral tail.
         let s = Schedule::parse(Some(3), "power:2").unwrap();
         let tail = s.tail_of_inverse_powers(128, 10, 1).unwrap();
-        let direct: f64 = (10..2_000_000u64).map(|i| 1.0 / (3.0 * ((i + 1) as f64).powi(2))).sum::<f64>()
+        let direct: f64 = (10..2_000_000u64)
+            .map(|i| 1.0 / (3.0 * ((i + 1) as f64).powi(2)))
+            .sum::<f64>()
             + 1.0 / (3.0 * 2_000_000.0);
-        assert!((tail.to_f64() - direct).abs() < 1e-12, "{} vs {direct}", tail.to_f64());
+        assert!(
+            (tail.to_f64() - direct).abs() < 1e-12,
+            "{} vs {direct}",
+            tail.to_f64()
+        );
         let g = Schedule::parse(Some(4), "geometric:2").unwrap();
         let t = g.tail_of_inverse_powers(128, 3, 2).unwrap();
         let direct: f64 = (3..200).map(|i| (4.0 * 2f64.powi(i)).powi(-2)).sum();

@@ -104,7 +104,7 @@ pub fn trigamma_half_integer_exact(prec: u32, m: u64) -> Ball {
     let pi = Ball::correctly_rounded(prec, Constant::Pi);
     let pi2 = pi.square();
     let mut sum = Rational::new();
-    if m % 2 == 0 {
+    if m.is_multiple_of(2) {
         for i in 1..m / 2 {
             sum += Rational::from((1, Integer::from(i) * i));
         }
@@ -123,7 +123,7 @@ pub fn trigamma_half_integer_exact(prec: u32, m: u64) -> Ball {
 pub fn digamma_half_integer_exact(prec: u32, m: u64) -> Ball {
     let euler = Ball::correctly_rounded(prec, Constant::Euler);
     let mut sum = Rational::new();
-    if m % 2 == 0 {
+    if m.is_multiple_of(2) {
         for i in 1..m / 2 {
             sum += Rational::from((1, i));
         }
@@ -133,9 +133,7 @@ pub fn digamma_half_integer_exact(prec: u32, m: u64) -> Ball {
             sum += Rational::from((2, 2 * i - 1));
         }
         let ln2 = Ball::correctly_rounded(prec, Constant::Log2);
-        Ball::exact(prec, sum)
-            .sub(&euler)
-            .sub(&ln2.mul_f64(2.0))
+        Ball::exact(prec, sum).sub(&euler).sub(&ln2.mul_f64(2.0))
     }
 }
 

@@ -29,7 +29,12 @@ impl Experiment {
         chains: u64,
         seed: u64,
     ) -> Result<Experiment, ReportError> {
-        let spec = GaussianSpec::new(Schedule::parse(Some(samples), schedule)?, estimator, 1.0, generations)?;
+        let spec = GaussianSpec::new(
+            Schedule::parse(Some(samples), schedule)?,
+            estimator,
+            1.0,
+            generations,
+        )?;
         let name = format!(
             "gaussian-{}-{}-{}-m{samples}",
             estimator.name(),
@@ -54,7 +59,11 @@ pub struct Outcome {
 impl Outcome {
     /// Largest |z| among the compared (MC-feasible) pairs.
     pub fn worst_z(&self) -> f64 {
-        self.rows.iter().filter_map(|r| r.z).map(f64::abs).fold(0.0, f64::max)
+        self.rows
+            .iter()
+            .filter_map(|r| r.z)
+            .map(f64::abs)
+            .fold(0.0, f64::max)
     }
 }
 
@@ -77,9 +86,16 @@ pub fn run_experiment(experiment: &Experiment) -> Result<Outcome, ReportError> {
 pub fn compare(experiment: &str, th: &GaussianTheory, run: &GaussianRun) -> Vec<ComparisonRow> {
     let chains = run.config.chains;
     let spec = &run.spec;
-    let row = |quantity: &str, n: u64, theory: Option<f64>, empirical: f64, stderr: f64, feasible: bool| {
+    let row = |quantity: &str,
+               n: u64,
+               theory: Option<f64>,
+               empirical: f64,
+               stderr: f64,
+               feasible: bool| {
         let z = match theory {
-            Some(t) if feasible && stderr > 0.0 && stderr.is_finite() => Some((empirical - t) / stderr),
+            Some(t) if feasible && stderr > 0.0 && stderr.is_finite() => {
+                Some((empirical - t) / stderr)
+            }
             _ => None,
         };
         ComparisonRow {
@@ -103,9 +119,30 @@ pub fn compare(experiment: &str, th: &GaussianTheory, run: &GaussianRun) -> Vec<
     for (t, e) in th.rows.iter().zip(&run.rows) {
         let n = t.n;
         let f = &t.feasibility;
-        rows.push(row("variance", n, Some(t.expected_variance.to_f64()), e.variance.mean, e.variance.stderr, f.variance_ok(chains)));
-        rows.push(row("sigma", n, Some(t.expected_sigma.to_f64()), e.sigma.mean, e.sigma.stderr, f.sigma_ok(chains)));
-        rows.push(row("log_variance", n, Some(t.expected_log_variance.to_f64()), e.log_variance.mean, e.log_variance.stderr, true));
+        rows.push(row(
+            "variance",
+            n,
+            Some(t.expected_variance.to_f64()),
+            e.variance.mean,
+            e.variance.stderr,
+            f.variance_ok(chains),
+        ));
+        rows.push(row(
+            "sigma",
+            n,
+            Some(t.expected_sigma.to_f64()),
+            e.sigma.mean,
+            e.sigma.stderr,
+            f.sigma_ok(chains),
+        ));
+        rows.push(row(
+            "log_variance",
+            n,
+            Some(t.expected_log_variance.to_f64()),
+            e.log_variance.mean,
+            e.log_variance.stderr,
+            true,
+        ));
         rows.push(row(
             "var_log_variance",
             n,
@@ -114,16 +151,51 @@ pub fn compare(experiment: &str, th: &GaussianTheory, run: &GaussianRun) -> Vec<
             e.log_variance.variance_stderr,
             true,
         ));
-        rows.push(row("mean_sq_error", n, Some(t.mean_sq_error.to_f64()), e.mean_sq_error.mean, e.mean_sq_error.stderr, f.mean_sq_error_ok(chains)));
-        rows.push(row("w2_sq", n, Some(t.expected_w2_sq.to_f64()), e.w2_sq.mean, e.w2_sq.stderr, f.w2_sq_ok(chains)));
+        rows.push(row(
+            "mean_sq_error",
+            n,
+            Some(t.mean_sq_error.to_f64()),
+            e.mean_sq_error.mean,
+            e.mean_sq_error.stderr,
+            f.mean_sq_error_ok(chains),
+        ));
+        rows.push(row(
+            "w2_sq",
+            n,
+            Some(t.expected_w2_sq.to_f64()),
+            e.w2_sq.mean,
+            e.w2_sq.stderr,
+            f.w2_sq_ok(chains),
+        ));
         // The paper's bound is not an estimate of the mean: shown, never z-scored.
-        rows.push(row("w2_sq_lower_bound", n, Some(t.w2_sq_lower_bound.to_f64()), e.w2_sq.mean, e.w2_sq.stderr, false));
+        rows.push(row(
+            "w2_sq_lower_bound",
+            n,
+            Some(t.w2_sq_lower_bound.to_f64()),
+            e.w2_sq.mean,
+            e.w2_sq.stderr,
+            false,
+        ));
         let [q1, med, q3] = e.variance_quartiles;
         rows.push(row("q1_variance", n, None, q1, f64::NAN, true));
         rows.push(row("median_variance", n, None, med, f64::NAN, true));
         rows.push(row("q3_variance", n, None, q3, f64::NAN, true));
-        rows.push(row("median_w2_sq", n, None, e.w2_sq_quartiles[1], f64::NAN, true));
-        rows.push(row("collapsed_fraction", n, None, e.collapsed_fraction, f64::NAN, true));
+        rows.push(row(
+            "median_w2_sq",
+            n,
+            None,
+            e.w2_sq_quartiles[1],
+            f64::NAN,
+            true,
+        ));
+        rows.push(row(
+            "collapsed_fraction",
+            n,
+            None,
+            e.collapsed_fraction,
+            f64::NAN,
+            true,
+        ));
     }
     rows
 }
@@ -149,7 +221,10 @@ fn empirical_curve(rows: &[ComparisonRow], quantity: &str, label: &str) -> Curve
         x: s.iter().map(|r| r.generation as f64).collect(),
         y: s.iter().map(|r| r.empirical).collect(),
         kind: CurveKind::Empirical {
-            stderr: s.iter().map(|r| if r.stderr.is_finite() { r.stderr } else { 0.0 }).collect(),
+            stderr: s
+                .iter()
+                .map(|r| if r.stderr.is_finite() { r.stderr } else { 0.0 })
+                .collect(),
             feasible: s.iter().map(|r| r.mc_feasible).collect(),
         },
     }
@@ -163,7 +238,10 @@ pub fn figures(outcome: &Outcome) -> Vec<(String, Figure)> {
         format!(
             "{what}: {} M={} {}, {} chains",
             e.spec.estimator.name(),
-            e.spec.schedule.label().replace("constant", &e.spec.schedule.base.to_string()),
+            e.spec
+                .schedule
+                .label()
+                .replace("constant", &e.spec.schedule.base.to_string()),
             e.config.method.name(),
             e.config.chains
         )
@@ -198,7 +276,12 @@ pub fn figures(outcome: &Outcome) -> Vec<(String, Figure)> {
             "ln sigma_n^2",
             false,
             vec![
-                theory_curve(rows, "log_variance", "theory E[ln sigma_n^2]", CurveKind::Theory),
+                theory_curve(
+                    rows,
+                    "log_variance",
+                    "theory E[ln sigma_n^2]",
+                    CurveKind::Theory,
+                ),
                 empirical_curve(rows, "log_variance", "ensemble mean"),
             ],
         ),
@@ -208,7 +291,12 @@ pub fn figures(outcome: &Outcome) -> Vec<(String, Figure)> {
             "Var ln sigma_n^2",
             false,
             vec![
-                theory_curve(rows, "var_log_variance", "theory (trigamma sums)", CurveKind::Theory),
+                theory_curve(
+                    rows,
+                    "var_log_variance",
+                    "theory (trigamma sums)",
+                    CurveKind::Theory,
+                ),
                 empirical_curve(rows, "var_log_variance", "ensemble variance"),
             ],
         ),
@@ -229,7 +317,12 @@ pub fn figures(outcome: &Outcome) -> Vec<(String, Figure)> {
             true,
             vec![
                 theory_curve(rows, "w2_sq", "theory E[W2^2]", CurveKind::Theory),
-                theory_curve(rows, "w2_sq_lower_bound", "lower bound sum E[sigma_i^2]/M_i", CurveKind::Bound),
+                theory_curve(
+                    rows,
+                    "w2_sq_lower_bound",
+                    "lower bound sum E[sigma_i^2]/M_i",
+                    CurveKind::Bound,
+                ),
                 empirical_curve(rows, "w2_sq", "ensemble mean"),
                 empirical_curve(rows, "median_w2_sq", "ensemble median"),
             ],
@@ -252,9 +345,21 @@ pub fn simulation_frame(run: &GaussianRun) -> Result<DataFrame, ReportError> {
         };
         push("variance", row.variance.mean, row.variance.stderr);
         push("sigma", row.sigma.mean, row.sigma.stderr);
-        push("log_variance", row.log_variance.mean, row.log_variance.stderr);
-        push("var_log_variance", row.log_variance.variance, row.log_variance.variance_stderr);
-        push("mean_sq_error", row.mean_sq_error.mean, row.mean_sq_error.stderr);
+        push(
+            "log_variance",
+            row.log_variance.mean,
+            row.log_variance.stderr,
+        );
+        push(
+            "var_log_variance",
+            row.log_variance.variance,
+            row.log_variance.variance_stderr,
+        );
+        push(
+            "mean_sq_error",
+            row.mean_sq_error.mean,
+            row.mean_sq_error.stderr,
+        );
         push("w2_sq", row.w2_sq.mean, row.w2_sq.stderr);
         push("q1_variance", row.variance_quartiles[0], f64::NAN);
         push("median_variance", row.variance_quartiles[1], f64::NAN);

@@ -5,7 +5,10 @@
 use crate::ReportError;
 use crate::figure::{Curve, CurveKind, Figure, render};
 use crate::gaussian::{Experiment, Outcome, figures, run_experiment};
-use crate::table::{ComparisonRow, comparison_frame, fmt_sig, html_escape, html_table, markdown_table, write_atomic, write_frame};
+use crate::table::{
+    ComparisonRow, comparison_frame, fmt_sig, html_escape, html_table, markdown_table,
+    write_atomic, write_frame,
+};
 use collapse_analysis::Estimator;
 use collapse_analysis::gaussian::w2_limit;
 use collapse_sim::gaussian::Method;
@@ -62,11 +65,21 @@ pub fn gaussian_experiments(scale: Scale, seed: u64) -> Result<Vec<Experiment>, 
     let mut list = Vec::new();
     for estimator in [Estimator::Unbiased, Estimator::Mle] {
         for method in [Method::Exact, Method::Sufficient] {
-            list.push(Experiment::new(m, "constant", estimator, method, n, r, seed)?);
+            list.push(Experiment::new(
+                m, "constant", estimator, method, n, r, seed,
+            )?);
         }
     }
     for schedule in ["linear", "power:1.5"] {
-        list.push(Experiment::new(m, schedule, Estimator::Unbiased, Method::Sufficient, n, r, seed)?);
+        list.push(Experiment::new(
+            m,
+            schedule,
+            Estimator::Unbiased,
+            Method::Sufficient,
+            n,
+            r,
+            seed,
+        )?);
     }
     Ok(list)
 }
@@ -99,60 +112,127 @@ fn table_generations(n: u64) -> Vec<u64> {
     g
 }
 
-const TABLE_QUANTITIES: [&str; 6] = ["variance", "sigma", "log_variance", "var_log_variance", "mean_sq_error", "w2_sq"];
+const TABLE_QUANTITIES: [&str; 6] = [
+    "variance",
+    "sigma",
+    "log_variance",
+    "var_log_variance",
+    "mean_sq_error",
+    "w2_sq",
+];
 
 /// Runs every experiment of `scale` and writes the report under `out_dir`.
 pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSummary, ReportError> {
     let start = Instant::now();
     let dir = out_dir.join("gaussian");
-    std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let experiments = gaussian_experiments(scale, seed)?;
     let mut outcomes = Vec::new();
     for e in &experiments {
         eprintln!("collapse report: running {} ...", e.name);
         outcomes.push(run_experiment(e)?);
     }
-    let all_rows: Vec<ComparisonRow> = outcomes.iter().flat_map(|o| o.rows.iter().cloned()).collect();
+    let all_rows: Vec<ComparisonRow> = outcomes
+        .iter()
+        .flat_map(|o| o.rows.iter().cloned())
+        .collect();
     let mut df = comparison_frame(&all_rows)?;
-    write_frame(&mut df, &dir.join("comparison.parquet"), &dir.join("comparison.csv"))?;
+    write_frame(
+        &mut df,
+        &dir.join("comparison.parquet"),
+        &dir.join("comparison.csv"),
+    )?;
     let mut figure_files: Vec<Vec<(String, String)>> = Vec::new();
     for o in &outcomes {
         let mut files = Vec::new();
         for (stem, fig) in figures(o) {
-            render(&fig, &dir.join(format!("{stem}.svg")), &dir.join(format!("{stem}.png")))?;
+            render(
+                &fig,
+                &dir.join(format!("{stem}.svg")),
+                &dir.join(format!("{stem}.png")),
+            )?;
             files.push((stem, fig.title.clone()));
         }
         figure_files.push(files);
     }
     let schedule_fig = schedule_figure(&outcomes);
     let schedule_stem = "gaussian-schedules-w2_sq".to_string();
-    render(&schedule_fig, &dir.join(format!("{schedule_stem}.svg")), &dir.join(format!("{schedule_stem}.png")))?;
+    render(
+        &schedule_fig,
+        &dir.join(format!("{schedule_stem}.svg")),
+        &dir.join(format!("{schedule_stem}.png")),
+    )?;
 
     let worst_z = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);
     let comparisons = all_rows.iter().filter(|r| r.z.is_some()).count();
     let seconds = start.elapsed().as_secs_f64();
-    let summary = ReportSummary { out_dir: out_dir.to_path_buf(), experiments: outcomes.len(), comparisons, worst_z, seconds };
-    let md = markdown(scale, seed, &outcomes, &figure_files, &schedule_stem, &summary)?;
-    write_atomic(&out_dir.join("index.md"), |w| w.write_all(md.as_bytes()).map_err(|source| ReportError::Io { path: "index.md".into(), source }))?;
-    let html = html(scale, seed, &outcomes, &figure_files, &schedule_stem, &summary, &dir)?;
+    let summary = ReportSummary {
+        out_dir: out_dir.to_path_buf(),
+        experiments: outcomes.len(),
+        comparisons,
+        worst_z,
+        seconds,
+    };
+    let md = markdown(
+        scale,
+        seed,
+        &outcomes,
+        &figure_files,
+        &schedule_stem,
+        &summary,
+    )?;
+    write_atomic(&out_dir.join("index.md"), |w| {
+        w.write_all(md.as_bytes())
+            .map_err(|source| ReportError::Io {
+                path: "index.md".into(),
+                source,
+            })
+    })?;
+    let html = html(
+        scale,
+        seed,
+        &outcomes,
+        &figure_files,
+        &schedule_stem,
+        &summary,
+        &dir,
+    )?;
     write_atomic(&out_dir.join("index.html"), |w| {
-        w.write_all(html.as_bytes()).map_err(|source| ReportError::Io { path: "index.html".into(), source })
+        w.write_all(html.as_bytes())
+            .map_err(|source| ReportError::Io {
+                path: "index.html".into(),
+                source,
+            })
     })?;
     Ok(summary)
 }
 
 fn schedule_figure(outcomes: &[Outcome]) -> Figure {
     let mut curves = Vec::new();
-    for o in outcomes.iter().filter(|o| o.experiment.spec.estimator == Estimator::Unbiased && o.experiment.config.method == Method::Sufficient) {
+    for o in outcomes.iter().filter(|o| {
+        o.experiment.spec.estimator == Estimator::Unbiased
+            && o.experiment.config.method == Method::Sufficient
+    }) {
         let label = o.experiment.spec.schedule.label();
         let s: Vec<&ComparisonRow> = o.rows.iter().filter(|r| r.quantity == "w2_sq").collect();
         let x: Vec<f64> = s.iter().map(|r| r.generation as f64).collect();
-        curves.push(Curve { label: format!("{label}: theory"), x: x.clone(), y: s.iter().map(|r| r.theory.unwrap_or(f64::NAN)).collect(), kind: CurveKind::Theory });
+        curves.push(Curve {
+            label: format!("{label}: theory"),
+            x: x.clone(),
+            y: s.iter().map(|r| r.theory.unwrap_or(f64::NAN)).collect(),
+            kind: CurveKind::Theory,
+        });
         curves.push(Curve {
             label: format!("{label}: ensemble mean"),
             x,
             y: s.iter().map(|r| r.empirical).collect(),
-            kind: CurveKind::Empirical { stderr: s.iter().map(|r| r.stderr).collect(), feasible: s.iter().map(|r| r.mc_feasible).collect() },
+            kind: CurveKind::Empirical {
+                stderr: s.iter().map(|r| r.stderr).collect(),
+                feasible: s.iter().map(|r| r.mc_feasible).collect(),
+            },
         });
     }
     Figure {
@@ -168,7 +248,9 @@ fn schedule_figure(outcomes: &[Outcome]) -> Figure {
 fn heavy_tail_note(o: &Outcome) -> String {
     let chains = o.experiment.config.chains;
     let rows = &o.theory.rows;
-    let first_bad = |ok: &dyn Fn(&collapse_analysis::gaussian::Feasibility) -> bool| rows.iter().find(|r| !ok(&r.feasibility)).map(|r| r.n);
+    let first_bad = |ok: &dyn Fn(&collapse_analysis::gaussian::Feasibility) -> bool| {
+        rows.iter().find(|r| !ok(&r.feasibility)).map(|r| r.n)
+    };
     let last = rows.last().expect("N >= 1");
     let rv = last.feasibility.variance;
     let mut s = String::new();
@@ -183,7 +265,10 @@ fn heavy_tail_note(o: &Outcome) -> String {
             );
         }
         None => {
-            let _ = write!(s, "E[sigma_n^2] is estimable at every generation with {chains} chains. ");
+            let _ = write!(
+                s,
+                "E[sigma_n^2] is estimable at every generation with {chains} chains. "
+            );
         }
     }
     if let Some(n) = first_bad(&|f| f.w2_sq_ok(chains)) {
@@ -230,14 +315,26 @@ fn experiment_header(o: &Outcome) -> (String, Vec<ComparisonRow>) {
     let gens = &gens;
     let rows: Vec<ComparisonRow> = TABLE_QUANTITIES
         .iter()
-        .flat_map(|q| o.rows.iter().filter(move |r| r.quantity == *q && gens.contains(&r.generation)).cloned())
+        .flat_map(|q| {
+            o.rows
+                .iter()
+                .filter(move |r| r.quantity == *q && gens.contains(&r.generation))
+                .cloned()
+        })
         .collect();
     (header, rows)
 }
 
 const INTRO: &str = "Each generation of a 1-D Gaussian is re-fitted (sample mean and variance) to samples of the previous generation (Shumailov et al., The Curse of Recursion). Theory: exact closed forms in arbitrary precision (collapse-analysis, derivations in proofs/gaussian.md). Simulation: ensembles of independent chains (collapse-sim), `exact` (draw all M samples) or `sufficient` (draw the fitted statistics from their exact law). z = (ensemble mean - theory) / standard error, computed only where the Monte Carlo mean can estimate the theory at the run's size (mc_feasible); elsewhere the mean is shown but not compared, because E[sigma_n^2] and E[W2^2] are carried by astronomically rare chains once n >> M.";
 
-fn markdown(scale: Scale, seed: u64, outcomes: &[Outcome], figs: &[Vec<(String, String)>], schedule_stem: &str, summary: &ReportSummary) -> Result<String, ReportError> {
+fn markdown(
+    scale: Scale,
+    seed: u64,
+    outcomes: &[Outcome],
+    figs: &[Vec<(String, String)>],
+    schedule_stem: &str,
+    summary: &ReportSummary,
+) -> Result<String, ReportError> {
     let mut s = String::new();
     let _ = writeln!(s, "# collapse report\n");
     let _ = writeln!(
@@ -251,7 +348,10 @@ fn markdown(scale: Scale, seed: u64, outcomes: &[Outcome], figs: &[Vec<(String, 
         summary.worst_z,
         summary.seconds
     );
-    let _ = writeln!(s, "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n");
+    let _ = writeln!(
+        s,
+        "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
+    );
     let _ = writeln!(s, "## Gaussian recursion\n\n{INTRO}\n");
     let _ = writeln!(s, "![schedules](gaussian/{schedule_stem}.png)\n");
     for (o, files) in outcomes.iter().zip(figs) {
@@ -267,12 +367,26 @@ fn markdown(scale: Scale, seed: u64, outcomes: &[Outcome], figs: &[Vec<(String, 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn html(scale: Scale, seed: u64, outcomes: &[Outcome], figs: &[Vec<(String, String)>], schedule_stem: &str, summary: &ReportSummary, dir: &Path) -> Result<String, ReportError> {
+fn html(
+    scale: Scale,
+    seed: u64,
+    outcomes: &[Outcome],
+    figs: &[Vec<(String, String)>],
+    schedule_stem: &str,
+    summary: &ReportSummary,
+    dir: &Path,
+) -> Result<String, ReportError> {
     let svg = |stem: &str| -> Result<String, ReportError> {
         let path = dir.join(format!("{stem}.svg"));
-        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         // Drop an XML declaration if present: inline SVG must start at <svg.
-        Ok(text.find("<svg").map(|i| text[i..].to_string()).unwrap_or(text))
+        Ok(text
+            .find("<svg")
+            .map(|i| text[i..].to_string())
+            .unwrap_or(text))
     };
     let mut s = String::new();
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>collapse report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}figure{margin:1em 0}svg{max-width:100%;height:auto}.note{color:#444}</style></head><body>\n");
@@ -288,12 +402,24 @@ fn html(scale: Scale, seed: u64, outcomes: &[Outcome], figs: &[Vec<(String, Stri
         summary.worst_z,
         summary.seconds
     );
-    let _ = writeln!(s, "<p>Tables: <code>gaussian/comparison.parquet</code>, <code>gaussian/comparison.csv</code>.</p>");
-    let _ = writeln!(s, "<h2>Gaussian recursion</h2><p class=\"note\">{}</p>", html_escape(INTRO));
+    let _ = writeln!(
+        s,
+        "<p>Tables: <code>gaussian/comparison.parquet</code>, <code>gaussian/comparison.csv</code>.</p>"
+    );
+    let _ = writeln!(
+        s,
+        "<h2>Gaussian recursion</h2><p class=\"note\">{}</p>",
+        html_escape(INTRO)
+    );
     let _ = writeln!(s, "<figure>{}</figure>", svg(schedule_stem)?);
     for (o, files) in outcomes.iter().zip(figs) {
         let (header, rows) = experiment_header(o);
-        let _ = writeln!(s, "<h3>{}</h3><p class=\"note\">{}</p>", html_escape(&o.experiment.name), html_escape(&header));
+        let _ = writeln!(
+            s,
+            "<h3>{}</h3><p class=\"note\">{}</p>",
+            html_escape(&o.experiment.name),
+            html_escape(&header)
+        );
         let refs: Vec<&ComparisonRow> = rows.iter().collect();
         s.push_str(&html_table(&refs));
         for (stem, _) in files {
@@ -311,7 +437,10 @@ mod tests {
     #[test]
     fn table_generations_are_log_spaced() {
         assert_eq!(table_generations(60), vec![0, 1, 2, 5, 10, 20, 50, 60]);
-        assert_eq!(table_generations(2000), vec![0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]);
+        assert_eq!(
+            table_generations(2000),
+            vec![0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
+        );
         assert!(Scale::parse("huge").is_err());
     }
 }

@@ -90,7 +90,10 @@ mod tests {
             let mean = xs.iter().sum::<f64>() / n as f64;
             let d = ks_statistic(&mut xs, |x| reference.cdf(x));
             assert!(d * (n as f64).sqrt() < 2.63, "dof {dof}: D = {d}");
-            assert!((mean - dof).abs() < 6.0 * (2.0 * dof / n as f64).sqrt(), "dof {dof}: mean {mean}");
+            assert!(
+                (mean - dof).abs() < 6.0 * (2.0 * dof / n as f64).sqrt(),
+                "dof {dof}: mean {mean}"
+            );
             let mut scaled: Vec<f64> = xs.iter().map(|x| x * 1.03).collect();
             let d = ks_statistic(&mut scaled, |x| reference.cdf(x));
             if dof >= 9.0 {

@@ -56,7 +56,13 @@ pub struct EnsembleConfig {
 
 impl EnsembleConfig {
     pub fn new(chains: u64, seed: u64, method: Method) -> EnsembleConfig {
-        EnsembleConfig { chains, seed, method, threads: None, progress: false }
+        EnsembleConfig {
+            chains,
+            seed,
+            method,
+            threads: None,
+            progress: false,
+        }
     }
 }
 
@@ -130,15 +136,21 @@ pub fn simulate(spec: &GaussianSpec, config: &EnsembleConfig) -> Result<Gaussian
             why: format!("must be in 1..={MAX_CHAINS}, got {}", config.chains),
         });
     }
-    if let Some(t) = config.threads {
-        if t == 0 || t > 1024 {
-            return Err(SimError::Invalid { what: "threads", why: format!("must be in 1..=1024, got {t}") });
-        }
+    if let Some(t) = config.threads
+        && (t == 0 || t > 1024)
+    {
+        return Err(SimError::Invalid {
+            what: "threads",
+            why: format!("must be in 1..=1024, got {t}"),
+        });
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.unwrap_or(0))
         .build()
-        .map_err(|e| SimError::Invalid { what: "threads", why: e.to_string() })?;
+        .map_err(|e| SimError::Invalid {
+            what: "threads",
+            why: e.to_string(),
+        })?;
     Ok(pool.install(|| run(spec, config)))
 }
 
@@ -196,7 +208,10 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
                     };
                 }
             });
-        let collapsed = chains.iter().filter(|c| c.log_variance < collapse_threshold).count();
+        let collapsed = chains
+            .iter()
+            .filter(|c| c.log_variance < collapse_threshold)
+            .count();
         rows.push(generation_stats(n, &values, collapsed as f64 / r as f64));
         progress.set(n);
     }
@@ -207,7 +222,10 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
         rows,
         final_chains: chains
             .iter()
-            .map(|c| ChainEnd { mean_offset: c.mean_offset, log_variance: c.log_variance })
+            .map(|c| ChainEnd {
+                mean_offset: c.mean_offset,
+                log_variance: c.log_variance,
+            })
             .collect(),
         seconds: start.elapsed().as_secs_f64(),
     }
@@ -247,7 +265,11 @@ fn generation_stats(n: u64, values: &[Values], collapsed_fraction: f64) -> Gener
                 || quantiles(&cols[4], QUARTILES, &mut Vec::new()),
             )
         },
-        || cols.par_iter().map(|c| moments(c)).collect::<Vec<Moments>>(),
+        || {
+            cols.par_iter()
+                .map(|c| moments(c))
+                .collect::<Vec<Moments>>()
+        },
     );
     let s = |i: usize| summary_of(&stats[i]);
     GenerationStats {
@@ -264,7 +286,10 @@ fn generation_stats(n: u64, values: &[Values], collapsed_fraction: f64) -> Gener
 }
 
 fn summary_of(m: &Moments) -> Summary {
-    Summary { mean: m.mean, stderr: m.stderr }
+    Summary {
+        mean: m.mean,
+        stderr: m.stderr,
+    }
 }
 
 #[cfg(test)]

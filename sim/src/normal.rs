@@ -25,7 +25,11 @@ fn tables() -> &'static Tables {
         x[1] = ZIG_R;
         for i in 1..256 {
             let y = pdf(x[i]) + ZIG_V / x[i];
-            x[i + 1] = if y >= 1.0 { 0.0 } else { (-2.0 * y.ln()).sqrt() };
+            x[i + 1] = if y >= 1.0 {
+                0.0
+            } else {
+                (-2.0 * y.ln()).sqrt()
+            };
         }
         x[256] = 0.0;
         let mut f = [0.0; 257];
@@ -160,7 +164,10 @@ mod tests {
             // Power: the same draws shifted by 0.025 (D ~ phi(0) 0.025 = 0.01) are rejected.
             let mut scaled: Vec<f64> = xs.iter().map(|x| x + 0.025).collect();
             let d = ks_statistic(&mut scaled, |x| reference.cdf(x));
-            assert!(d * (200_000f64).sqrt() > 2.63, "seed {seed}: scaled D = {d}");
+            assert!(
+                d * (200_000f64).sqrt() > 2.63,
+                "seed {seed}: scaled D = {d}"
+            );
         }
     }
 
@@ -170,7 +177,9 @@ mod tests {
         let sampler = StandardNormal::new();
         let mut rng = ChainRng::for_chain(11, stream::TEST, 0);
         let n = 4_000_000;
-        let beyond: usize = (0..n).filter(|_| sampler.sample(&mut rng).abs() > 4.0).count();
+        let beyond: usize = (0..n)
+            .filter(|_| sampler.sample(&mut rng).abs() > 4.0)
+            .count();
         let p = 6.334e-5;
         let z = (beyond as f64 - n as f64 * p) / (n as f64 * p).sqrt();
         assert!(z.abs() < 5.0, "z = {z}, count {beyond}");

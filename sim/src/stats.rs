@@ -21,7 +21,12 @@ pub struct Moments {
 pub fn moments(values: &[f64]) -> Moments {
     let n = values.len() as f64;
     if values.is_empty() {
-        return Moments { mean: f64::NAN, stderr: f64::NAN, variance: f64::NAN, variance_stderr: f64::NAN };
+        return Moments {
+            mean: f64::NAN,
+            stderr: f64::NAN,
+            variance: f64::NAN,
+            variance_stderr: f64::NAN,
+        };
     }
     let mean = values.iter().sum::<f64>() / n;
     let (mut m2, mut m4) = (0.0, 0.0);
@@ -31,7 +36,11 @@ pub fn moments(values: &[f64]) -> Moments {
         m2 += d2;
         m4 += d2 * d2;
     }
-    let variance = if values.len() > 1 { m2 / (n - 1.0) } else { 0.0 };
+    let variance = if values.len() > 1 {
+        m2 / (n - 1.0)
+    } else {
+        0.0
+    };
     let m4 = m4 / n;
     let pop_var = m2 / n;
     Moments {
@@ -44,12 +53,19 @@ pub fn moments(values: &[f64]) -> Moments {
 
 pub fn summary(values: &[f64]) -> Summary {
     let m = moments(values);
-    Summary { mean: m.mean, stderr: m.stderr }
+    Summary {
+        mean: m.mean,
+        stderr: m.stderr,
+    }
 }
 
 /// Exact sample quantiles (linear interpolation between order statistics, numpy's default
 /// "linear" / Hyndman–Fan type 7) at probabilities `probs`, using `scratch` as workspace.
-pub fn quantiles<const K: usize>(values: &[f64], probs: [f64; K], scratch: &mut Vec<f64>) -> [f64; K] {
+pub fn quantiles<const K: usize>(
+    values: &[f64],
+    probs: [f64; K],
+    scratch: &mut Vec<f64>,
+) -> [f64; K] {
     let mut out = [f64::NAN; K];
     if values.is_empty() {
         return out;
@@ -109,7 +125,10 @@ mod tests {
     fn quantiles_match_sorted_interpolation() {
         let v = [5.0, 1.0, 4.0, 2.0, 3.0];
         let mut s = Vec::new();
-        assert_eq!(quantiles(&v, [0.0, 0.25, 0.5, 1.0], &mut s), [1.0, 2.0, 3.0, 5.0]);
+        assert_eq!(
+            quantiles(&v, [0.0, 0.25, 0.5, 1.0], &mut s),
+            [1.0, 2.0, 3.0, 5.0]
+        );
         let v = [1.0, 2.0, 3.0, 4.0];
         assert_eq!(quantiles(&v, [0.5, 0.25], &mut s), [2.5, 1.75]);
     }

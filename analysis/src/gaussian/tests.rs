@@ -1,7 +1,7 @@
 use super::*;
+use rug::Float;
 use rug::Rational;
 use statrs::function::gamma::ln_gamma as ln_gamma_f64;
-use rug::Float;
 
 fn spec(schedule: &str, m: Option<u64>, est: Estimator, sigma: f64, n: u64) -> GaussianSpec {
     GaussianSpec::new(Schedule::parse(m, schedule).unwrap(), est, sigma, n).unwrap()
@@ -19,7 +19,10 @@ fn sigma_moments_two_routes() {
         for n in [0u64, 1, 5, 12] {
             // Route 1: cumulative products of step factors; route 2: one sum of lnGamma terms.
             let direct = sigma_power_moment(&s, 0.5, n, 300).unwrap();
-            assert!(t.rows[n as usize].expected_sigma.contains(direct.mid()), "n={n}");
+            assert!(
+                t.rows[n as usize].expected_sigma.contains(direct.mid()),
+                "n={n}"
+            );
             // Route 3: f64 with statrs' lnGamma.
             let f64_route = s.sample_sizes()[..n as usize]
                 .iter()
@@ -29,7 +32,11 @@ fn sigma_moments_two_routes() {
                     0.5 * (2.0 / d).ln() + ln_gamma_f64(k / 2.0 + 0.5) - ln_gamma_f64(k / 2.0)
                 })
                 .sum::<f64>();
-            assert!(close(t.rows[n as usize].expected_sigma.to_f64(), 1.7 * f64_route.exp(), 1e-12));
+            assert!(close(
+                t.rows[n as usize].expected_sigma.to_f64(),
+                1.7 * f64_route.exp(),
+                1e-12
+            ));
         }
         // E[sigma_n^4] from the recursion equals the r = 2 moment.
         let m4 = sigma_power_moment(&s, 2.0, 12, 300).unwrap();
@@ -44,7 +51,12 @@ fn sigma_moments_two_routes() {
 
 #[test]
 fn first_generation_matches_chi_square() {
-    for (m, est) in [(10u64, Estimator::Unbiased), (10, Estimator::Mle), (2, Estimator::Unbiased), (1001, Estimator::Mle)] {
+    for (m, est) in [
+        (10u64, Estimator::Unbiased),
+        (10, Estimator::Mle),
+        (2, Estimator::Unbiased),
+        (1001, Estimator::Mle),
+    ] {
         let sigma = 2.5;
         let s = spec("constant", Some(m), est, sigma, 1);
         let t = theory_at_precision(&s, 256);
@@ -63,9 +75,16 @@ fn first_generation_matches_chi_square() {
         assert!(row.var_log_variance.contains(tri.mid()));
         // E[W2^2] = E A + E sigma^2 - 2 sigma E sigma + sigma^2 with E sigma from statrs.
         let e_sigma = sigma
-            * ((2.0 / d as f64).sqrt() * (ln_gamma_f64(m as f64 / 2.0) - ln_gamma_f64(k as f64 / 2.0)).exp());
-        let w2 = sigma * sigma / m as f64 + sigma * sigma * k as f64 / d as f64 - 2.0 * sigma * e_sigma + sigma * sigma;
-        assert!(close(row.expected_w2_sq.to_f64(), w2, 1e-9), "{} vs {w2}", row.expected_w2_sq.to_f64());
+            * ((2.0 / d as f64).sqrt()
+                * (ln_gamma_f64(m as f64 / 2.0) - ln_gamma_f64(k as f64 / 2.0)).exp());
+        let w2 = sigma * sigma / m as f64 + sigma * sigma * k as f64 / d as f64
+            - 2.0 * sigma * e_sigma
+            + sigma * sigma;
+        assert!(
+            close(row.expected_w2_sq.to_f64(), w2, 1e-9),
+            "{} vs {w2}",
+            row.expected_w2_sq.to_f64()
+        );
     }
 }
 
@@ -93,8 +112,15 @@ fn mle_variance_decays_geometrically() {
     let t = theory_at_precision(&s, 128);
     for n in [1u64, 30, 300] {
         let q = Rational::from((m - 1, m));
-        let exact = Float::with_val(2000, Rational::from(q.numer().clone().pow(n as u32)) / Rational::from(q.denom().clone().pow(n as u32)));
-        assert!(t.rows[n as usize].expected_variance.contains(&exact), "n={n}");
+        let exact = Float::with_val(
+            2000,
+            Rational::from(q.numer().clone().pow(n as u32))
+                / Rational::from(q.denom().clone().pow(n as u32)),
+        );
+        assert!(
+            t.rows[n as usize].expected_variance.contains(&exact),
+            "n={n}"
+        );
         // MSE of the mean telescopes to sigma^2 (1 - (1-1/M)^n).
         let mse = Float::with_val(2000, 1u32) - &exact;
         assert!(t.rows[n as usize].mean_sq_error.contains(&mse));
@@ -115,10 +141,20 @@ fn log_moments_match_half_integer_forms() {
     for (i, &m) in s.sample_sizes().iter().enumerate() {
         let k = m - 1;
         let ln_two_c = Ball::exact(400, Rational::from((2, k))).ln();
-        elog = elog.add(&crate::special::digamma_half_integer_exact(400, k)).add(&ln_two_c);
+        elog = elog
+            .add(&crate::special::digamma_half_integer_exact(400, k))
+            .add(&ln_two_c);
         var = var.add(&crate::special::trigamma_half_integer_exact(400, k));
-        assert!(t.rows[i + 1].expected_log_variance.contains(elog.mid()), "n={}", i + 1);
-        assert!(t.rows[i + 1].var_log_variance.contains(var.mid()), "n={}", i + 1);
+        assert!(
+            t.rows[i + 1].expected_log_variance.contains(elog.mid()),
+            "n={}",
+            i + 1
+        );
+        assert!(
+            t.rows[i + 1].var_log_variance.contains(var.mid()),
+            "n={}",
+            i + 1
+        );
     }
     // The drift is negative: sigma_n -> 0 almost surely.
     assert!(t.rows[9].expected_log_variance.to_f64() < 9f64.ln());
@@ -157,19 +193,20 @@ fn var_w2_double_sum(sizes: &[u64], est: Estimator, sigma: f64) -> f64 {
     }
     let s = fl(sigma);
     let mut eab = fl(0.0);
-    for i in 0..n {
+    for (i, &m) in sizes.iter().enumerate() {
         let term = joint(i, 1.0, n, 1.0) - Float::with_val(P, &s * 2u32) * joint(i, 1.0, n, 0.5)
             + Float::with_val(P, &s * &s) * joint(i, 1.0, i, 0.0);
-        eab += term / sizes[i];
+        eab += term / m;
     }
     let e = |r: f64| joint(n, r, n, 0.0);
     let s2 = Float::with_val(P, &s * &s);
-    let eb2 = e(2.0) - Float::with_val(P, &s * 4u32) * e(1.5) + Float::with_val(P, &s2 * 6u32) * e(1.0)
+    let eb2 = e(2.0) - Float::with_val(P, &s * 4u32) * e(1.5)
+        + Float::with_val(P, &s2 * 6u32) * e(1.0)
         - Float::with_val(P, &s2 * &s) * 4u32 * e(0.5)
         + Float::with_val(P, &s2 * &s2);
     let mut ea = fl(0.0);
-    for i in 0..n {
-        ea += joint(i, 1.0, i, 0.0) / sizes[i];
+    for (i, &m) in sizes.iter().enumerate() {
+        ea += joint(i, 1.0, i, 0.0) / m;
     }
     let ew2 = ea + e(1.0) - Float::with_val(P, &s * 2u32) * e(0.5) + &s2;
     (ea2 + eab * 2u32 + eb2 - Float::with_val(P, &ew2 * &ew2)).to_f64()
@@ -187,7 +224,10 @@ fn var_w2_matches_double_sum() {
         let t = theory_at_precision(&s, 200);
         let direct = var_w2_double_sum(&s.sample_sizes(), est, sigma);
         let exact = t.rows[n as usize].var_w2_sq.to_f64();
-        assert!(close(exact, direct, 1e-25), "{sched} M={m}: {exact} vs {direct}");
+        assert!(
+            close(exact, direct, 1e-25),
+            "{sched} M={m}: {exact} vs {direct}"
+        );
     }
 }
 
@@ -216,11 +256,19 @@ fn feasibility_formula() {
     assert!(!t.rows[200].feasibility.variance_ok(10_000_000));
     // log-moment at n = 200 has small variance relative to nothing heavy: always estimable.
     assert!(t.rows[1].feasibility.variance_ok(1000));
-    assert!(close(Feasibility::chains_needed(1.72, 0.01), 17_200.0, 1e-12));
+    assert!(close(
+        Feasibility::chains_needed(1.72, 0.01),
+        17_200.0,
+        1e-12
+    ));
     // MLE relative variance of sigma^2 is the same product (c_i cancels).
     let s = spec("constant", Some(10), Estimator::Mle, 1.0, 30);
     let t = theory_at_precision(&s, 128);
-    assert!(close(t.rows[30].feasibility.variance, (11.0f64 / 9.0).powi(30) - 1.0, 1e-10));
+    assert!(close(
+        t.rows[30].feasibility.variance,
+        (11.0f64 / 9.0).powi(30) - 1.0,
+        1e-10
+    ));
 }
 
 #[test]
@@ -231,7 +279,13 @@ fn radius_covers_high_precision_value() {
         let high = theory_at_precision(&s, 512);
         for (a, b) in low.rows.iter().zip(&high.rows) {
             for ((name, x), (_, y)) in a.named().iter().zip(b.named().iter()) {
-                assert!(x.contains(y.mid()), "{name} n={}: {:?} vs {:?}", a.n, x, y.mid());
+                assert!(
+                    x.contains(y.mid()),
+                    "{name} n={}: {:?} vs {:?}",
+                    a.n,
+                    x,
+                    y.mid()
+                );
             }
         }
     }
@@ -244,24 +298,40 @@ fn radius_covers_high_precision_value() {
 
 #[test]
 fn limit_enclosure_contains_long_partial_sums() {
-    for (sched, est) in [("power:2", Estimator::Unbiased), ("geometric:1.5", Estimator::Unbiased), ("power:1.5", Estimator::Mle)] {
+    for (sched, est) in [
+        ("power:2", Estimator::Unbiased),
+        ("geometric:1.5", Estimator::Unbiased),
+        ("power:1.5", Estimator::Mle),
+    ] {
         let schedule = Schedule::parse(Some(10), sched).unwrap();
         let lim = w2_limit(&schedule, est, 1.0, 2000, 160).unwrap();
         assert!(lim.bounded);
         let limit = lim.limit.unwrap();
         assert!(limit.certified_digits() >= 5, "{sched}: {limit:?}");
         // E[W2^2_n] increases towards the limit from below.
-        let n = if sched.starts_with("geometric") { 70 } else { 3000 };
+        let n = if sched.starts_with("geometric") {
+            70
+        } else {
+            3000
+        };
         let s = GaussianSpec::new(schedule.clone(), est, 1.0, n).unwrap();
         let t = theory_at_precision(&s, 128);
         let partial = t.rows[n as usize].expected_w2_sq.to_f64();
         assert!(partial <= limit.upper().to_f64() + 1e-15, "{sched}");
-        assert!(limit.to_f64() - partial < 0.02 * limit.to_f64(), "{sched}: {partial} vs {}", limit.to_f64());
+        assert!(
+            limit.to_f64() - partial < 0.02 * limit.to_f64(),
+            "{sched}: {partial} vs {}",
+            limit.to_f64()
+        );
     }
     // Divergent schedules are reported unbounded for the unbiased estimator.
     for sched in ["constant", "linear", "power:1"] {
         let s = Schedule::parse(Some(10), sched).unwrap();
-        assert!(!w2_limit(&s, Estimator::Unbiased, 1.0, 100, 64).unwrap().bounded);
+        assert!(
+            !w2_limit(&s, Estimator::Unbiased, 1.0, 100, 64)
+                .unwrap()
+                .bounded
+        );
     }
     // zeta(2)/M for power:2 (THEORY-NOTES: 0.016449 at M0 = 100).
     let s = Schedule::parse(Some(100), "power:2").unwrap();
