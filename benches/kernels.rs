@@ -116,7 +116,8 @@ fn peer_comparison() {
 }
 
 fn main() {
-    let mut criterion = Criterion::default().configure_from_args();
+    // Plots off: criterion's plotters backend needs system fonts, which this toolkit does not assume.
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
     normals(&mut criterion);
     generations(&mut criterion);
     criterion.final_summary();
