@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use collapse_analysis::gaussian::{GaussianTheory, theory, w2_limit};
+use collapse_analysis::gaussian::{Feasibility, GaussianTheory, theory, w2_limit};
 use collapse_analysis::{Estimator, GaussianSpec, MAX_DIGITS, Schedule};
 use collapse_reports::{Scale, run_report};
 use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
@@ -223,6 +223,25 @@ fn check_output_path(path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// The spec's fields, shared by the JSON of `theory` and `simulate`.
+fn spec_json(spec: &GaussianSpec) -> serde_json::Map<String, Value> {
+    json_object(json!({
+        "process": "gaussian",
+        "samples": spec.schedule.base,
+        "schedule": spec.schedule.label(),
+        "estimator": spec.estimator.name(),
+        "sigma": spec.sigma,
+        "generations": spec.generations,
+    }))
+}
+
+fn json_object(v: Value) -> serde_json::Map<String, Value> {
+    match v {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
     let spec = &t.spec;
     let certified = t.min_certified_digits();
@@ -249,20 +268,37 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
                 }
                 obj.insert("certified_digits".into(), Value::Object(accuracy));
                 let f = &r.feasibility;
+                let rv = [
+                    ("variance", f.variance),
+                    ("sigma", f.sigma),
+                    ("mean_sq_error", f.mean_sq_error),
+                    ("w2_sq", f.w2_sq),
+                ];
+                // Relative variance of the per-chain value, and the chains a mean needs for 1%.
                 obj.insert(
                     "relative_variance".into(),
-                    json!({"variance": f.variance, "sigma": f.sigma, "mean_sq_error": f.mean_sq_error, "w2_sq": f.w2_sq}),
+                    json!(
+                        rv.iter()
+                            .map(|(k, v)| (k.to_string(), json!(v)))
+                            .collect::<serde_json::Map<_, _>>()
+                    ),
+                );
+                obj.insert(
+                    "chains_for_1pct".into(),
+                    json!(
+                        rv.iter()
+                            .map(|(k, v)| (
+                                k.to_string(),
+                                json!(Feasibility::chains_needed(*v, 0.01))
+                            ))
+                            .collect::<serde_json::Map<_, _>>()
+                    ),
                 );
                 Value::Object(obj)
             })
             .collect();
-        let out = json!({
-            "process": "gaussian",
-            "samples": spec.schedule.base,
-            "schedule": spec.schedule.label(),
-            "estimator": spec.estimator.name(),
-            "sigma": spec.sigma,
-            "generations": spec.generations,
+        let mut out = spec_json(spec);
+        out.extend(json_object(json!({
             "digits": digits,
             "certified_digits_min": certified.min(digits),
             "precision_bits": t.precision_bits,
@@ -273,7 +309,7 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
                 "terms_summed": limit.terms_summed,
             },
             "rows": rows,
-        });
+        })));
         println!("{}", serde_json::to_string(&out)?);
     } else {
         println!(
@@ -332,18 +368,13 @@ fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
             })
             .collect();
         let spec = &run.spec;
-        let out = json!({
-            "process": "gaussian",
-            "samples": spec.schedule.base,
-            "schedule": spec.schedule.label(),
-            "estimator": spec.estimator.name(),
-            "sigma": spec.sigma,
-            "generations": spec.generations,
+        let mut out = spec_json(spec);
+        out.extend(json_object(json!({
             "chains": run.config.chains,
             "seed": run.config.seed,
             "method": run.config.method.name(),
             "rows": rows,
-        });
+        })));
         println!("{}", serde_json::to_string(&out)?);
     } else {
         println!(

@@ -184,13 +184,7 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         &schedule_stem,
         &summary,
     )?;
-    write_atomic(&out_dir.join("index.md"), |w| {
-        w.write_all(md.as_bytes())
-            .map_err(|source| ReportError::Io {
-                path: "index.md".into(),
-                source,
-            })
-    })?;
+    write_text(&out_dir.join("index.md"), &md)?;
     let html = html(
         scale,
         seed,
@@ -200,13 +194,7 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         &summary,
         &dir,
     )?;
-    write_atomic(&out_dir.join("index.html"), |w| {
-        w.write_all(html.as_bytes())
-            .map_err(|source| ReportError::Io {
-                path: "index.html".into(),
-                source,
-            })
-    })?;
+    write_text(&out_dir.join("index.html"), &html)?;
     Ok(summary)
 }
 
@@ -242,6 +230,17 @@ fn schedule_figure(outcomes: &[Outcome]) -> Figure {
         log_y: true,
         curves,
     }
+}
+
+/// Writes a text file atomically.
+fn write_text(path: &Path, text: &str) -> Result<(), ReportError> {
+    write_atomic(path, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|source| ReportError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+    })
 }
 
 /// Computed sentences about the heavy tail of one experiment.
