@@ -193,7 +193,7 @@ fn exact_and_sufficient_agree_in_distribution() {
             ks_two_sample(&mut ma, &mut mb) * scale < 2.69,
             "{est:?} mean"
         );
-        // Power: the sufficient sample with ln sigma^2 shifted by 1% of its s.d. is rejected.
+        // Power: the sufficient sample with ln sigma^2 shifted by 3% of its s.d. is rejected.
         let sd = (t_var(&s)).sqrt();
         let mut shifted: Vec<f64> = b
             .final_chains

@@ -179,7 +179,7 @@ mod tests {
     }
 
     /// Kolmogorov–Smirnov against statrs' normal CDF. With n = 2e5 the 1e-6 critical value of
-    /// sqrt(n) D is about 2.63 (false-alarm rate 1e-6 per seed); a shift of 0.025 gives ~4.5.
+    /// sqrt(n) D is 2.63 (false-alarm rate about 2e-6 per seed); a shift of 0.025 gives ~4.5.
     #[test]
     fn ks_against_statrs() {
         let sampler = StandardNormal::new();
