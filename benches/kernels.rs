@@ -22,6 +22,35 @@ fn normals(c: &mut Criterion) {
         let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
         b.iter(|| black_box(sampler.sum_and_sum_sq(&mut rng, count)))
     });
+    // The exact method's kernel: one fit of M = 100 draws, for 1, 2 and 4 interleaved chains.
+    group.throughput(Throughput::Elements(4 * 100));
+    let mut r: Vec<ChainRng> = (0..4)
+        .map(|c| ChainRng::for_chain(1, stream::TEST, c))
+        .collect();
+    group.bench_function("fit_m100_lanes1", |b| {
+        b.iter(|| {
+            for rng in r.iter_mut() {
+                black_box(sampler.mean_and_ss_lanes([rng], 100));
+            }
+        })
+    });
+    group.bench_function("fit_m100_lanes2", |b| {
+        b.iter(|| {
+            let [a, bb, c, d] = &mut r[..] else {
+                unreachable!()
+            };
+            black_box(sampler.mean_and_ss_lanes([a, bb], 100));
+            black_box(sampler.mean_and_ss_lanes([c, d], 100));
+        })
+    });
+    group.bench_function("fit_m100_lanes4", |b| {
+        b.iter(|| {
+            let [a, bb, c, d] = &mut r[..] else {
+                unreachable!()
+            };
+            black_box(sampler.mean_and_ss_lanes([a, bb, c, d], 100));
+        })
+    });
     group.finish();
 }
 

@@ -8,7 +8,7 @@ use crate::gamma::ChiSquare;
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
-use crate::stats::{Moments, Summary, moments, quantiles};
+use crate::stats::{Accumulator, Moments, Summary, quantiles};
 use collapse_analysis::GaussianSpec;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -76,7 +76,9 @@ pub struct GenerationStats {
     pub log_variance: Moments,
     pub mean_sq_error: Summary,
     pub w2_sq: Summary,
-    /// Exact sample quartiles (25%, 50%, 75%) of sigma_n^2 and of W2^2.
+    /// Exact sample quartiles (25%, 50%, 75%; linear interpolation between order statistics) of
+    /// W2^2, and of sigma_n^2 as exp of those of ln sigma_n^2 (the same order statistics,
+    /// interpolated geometrically).
     pub variance_quartiles: [f64; 3],
     pub w2_sq_quartiles: [f64; 3],
     /// Fraction of chains with sigma_n^2 < 1e-6 sigma^2.
@@ -104,16 +106,8 @@ struct Chain {
     rng: ChainRng,
     mean_offset: f64,
     log_variance: f64,
-}
-
-/// Per-chain values of the reported quantities.
-#[derive(Clone, Copy, Default)]
-struct Values {
-    variance: f64,
+    /// exp(log_variance / 2), cached: used by the next step and by the statistics.
     sigma: f64,
-    log_variance: f64,
-    mean_sq_error: f64,
-    w2_sq: f64,
 }
 
 /// Everything one generation step needs about its sample size.
@@ -125,7 +119,8 @@ struct Step {
     chi_square: ChiSquare,
 }
 
-const CHUNK: usize = 64;
+/// Chains per parallel block (fixed: block boundaries never depend on the thread count).
+const CHUNK: usize = 256;
 const QUARTILES: [f64; 3] = [0.25, 0.5, 0.75];
 
 /// Runs `config.chains` chains of `spec` for N generations.
@@ -176,47 +171,63 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
             rng: ChainRng::for_chain(config.seed, stream::GAUSSIAN, c),
             mean_offset: 0.0,
             log_variance: log_sigma2,
+            sigma,
         })
         .collect();
-    let mut values = vec![Values::default(); r];
+    // Per-chain ln sigma_n^2 and W2^2, kept for the exact quartiles.
+    let mut log_variances = vec![0.0; r];
+    let mut w2s = vec![0.0; r];
+    let (mut scratch_a, mut scratch_b) = (Vec::with_capacity(r), Vec::with_capacity(r));
     let mut rows = Vec::with_capacity(steps.len() + 1);
     let mut progress = Progress::new(spec.generations, config.progress);
     let normal = StandardNormal::new();
     for n in 0..=spec.generations {
-        if n > 0 {
-            let step = steps[(n - 1) as usize];
-            let method = config.method;
-            chains.par_chunks_mut(CHUNK).for_each(|block| {
-                if method == Method::Exact {
-                    advance_exact_block(block, &step, &normal);
-                } else {
-                    for chain in block {
-                        advance(chain, &step, method, &normal);
+        let step = (n > 0).then(|| steps[(n - 1) as usize]);
+        let method = config.method;
+        // One parallel pass per generation: advance a block, then accumulate its statistics.
+        let blocks: Vec<BlockStats> = chains
+            .par_chunks_mut(CHUNK)
+            .zip(log_variances.par_chunks_mut(CHUNK))
+            .zip(w2s.par_chunks_mut(CHUNK))
+            .map(|((block, lv), w)| {
+                if let Some(step) = &step {
+                    match method {
+                        Method::Exact => advance_exact_block(block, step, &normal),
+                        Method::Sufficient => block
+                            .iter_mut()
+                            .for_each(|c| advance(c, step, method, &normal)),
                     }
                 }
-            });
-        }
-        chains
-            .par_chunks(CHUNK)
-            .zip(values.par_chunks_mut(CHUNK))
-            .for_each(|(cs, vs)| {
-                for (c, v) in cs.iter().zip(vs.iter_mut()) {
-                    let s = (0.5 * c.log_variance).exp();
-                    let a = c.mean_offset * c.mean_offset;
-                    *v = Values {
-                        variance: s * s,
-                        sigma: s,
-                        log_variance: c.log_variance,
-                        mean_sq_error: a,
-                        w2_sq: a + (s - sigma) * (s - sigma),
-                    };
-                }
-            });
-        let collapsed = chains
+                block_stats(block, lv, w, sigma, collapse_threshold)
+            })
+            .collect();
+        // Merge in block order: the same bits for any thread count.
+        let total = blocks
             .iter()
-            .filter(|c| c.log_variance < collapse_threshold)
-            .count();
-        rows.push(generation_stats(n, &values, collapsed as f64 / r as f64));
+            .fold(BlockStats::default(), |acc, b| acc.merge(b));
+        let (log_q, w2_q) = rayon::join(
+            || quantiles(&log_variances, QUARTILES, &mut scratch_a),
+            || quantiles(&w2s, QUARTILES, &mut scratch_b),
+        );
+        let m = |i: usize| total.acc[i].moments();
+        let s = |i: usize| {
+            let x = m(i);
+            Summary {
+                mean: x.mean,
+                stderr: x.stderr,
+            }
+        };
+        rows.push(GenerationStats {
+            n,
+            variance: s(0),
+            sigma: s(1),
+            log_variance: m(2),
+            mean_sq_error: s(3),
+            w2_sq: s(4),
+            variance_quartiles: log_q.map(f64::exp),
+            w2_sq_quartiles: w2_q,
+            collapsed_fraction: total.collapsed as f64 / r as f64,
+        });
         progress.set(n);
     }
     progress.finish();
@@ -235,29 +246,74 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
     }
 }
 
-/// The exact method on a block of chains, four at a time (same results as one at a time).
+/// Moments of the five per-chain quantities (sigma^2, sigma, ln sigma^2, (mu-mu0)^2, W2^2) over
+/// a block, and its count of collapsed chains.
+#[derive(Clone, Copy, Default)]
+struct BlockStats {
+    acc: [Accumulator; 5],
+    collapsed: u64,
+}
+
+impl BlockStats {
+    fn merge(&self, other: &BlockStats) -> BlockStats {
+        BlockStats {
+            acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),
+            collapsed: self.collapsed + other.collapsed,
+        }
+    }
+}
+
+fn block_stats(
+    block: &[Chain],
+    log_variances: &mut [f64],
+    w2s: &mut [f64],
+    sigma: f64,
+    collapse_threshold: f64,
+) -> BlockStats {
+    let len = block.len();
+    let mut columns = [[0.0f64; CHUNK]; 5];
+    let mut collapsed = 0;
+    for (i, c) in block.iter().enumerate() {
+        let s = c.sigma;
+        let a = c.mean_offset * c.mean_offset;
+        let w2 = a + (s - sigma) * (s - sigma);
+        for (column, v) in columns.iter_mut().zip([s * s, s, c.log_variance, a, w2]) {
+            column[i] = v;
+        }
+        collapsed += u64::from(c.log_variance < collapse_threshold);
+        log_variances[i] = c.log_variance;
+        w2s[i] = w2;
+    }
+    BlockStats {
+        acc: std::array::from_fn(|q| Accumulator::from_slice(&columns[q][..len])),
+        collapsed,
+    }
+}
+
+/// The exact method on a block of chains, two at a time (same results as one at a time; two
+/// interleaved streams measured fastest, see the `normal/fit_m100_lanes*` benches).
 fn advance_exact_block(block: &mut [Chain], step: &Step, normal: &StandardNormal) {
-    let mut groups = block.chunks_exact_mut(4);
-    for group in &mut groups {
-        let [a, b, c, d] = group else {
-            unreachable!("chunks of four")
+    let mut pairs = block.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let [a, b] = pair else {
+            unreachable!("chunks of two")
         };
-        let fits =
-            normal.mean_and_ss_lanes([&mut a.rng, &mut b.rng, &mut c.rng, &mut d.rng], step.m);
-        for (chain, (zbar, ss)) in [a, b, c, d].into_iter().zip(fits) {
+        let fits = normal.mean_and_ss_lanes([&mut a.rng, &mut b.rng], step.m);
+        for (chain, (zbar, ss)) in [a, b].into_iter().zip(fits) {
             apply_fit(chain, step, zbar, ss);
         }
     }
-    for chain in groups.into_remainder() {
+    for chain in pairs.into_remainder() {
         advance(chain, step, Method::Exact, normal);
     }
 }
 
 #[inline]
 fn apply_fit(chain: &mut Chain, step: &Step, zbar: f64, ss: f64) {
-    chain.mean_offset += (0.5 * chain.log_variance).exp() * zbar;
+    chain.mean_offset += chain.sigma * zbar;
     // ss = 0 (probability 0 in exact arithmetic) would give -inf; keep the smallest positive.
     chain.log_variance += ss.max(f64::MIN_POSITIVE).ln() - step.ln_divisor;
+    chain.sigma = (0.5 * chain.log_variance).exp();
 }
 
 #[inline]
@@ -270,53 +326,6 @@ fn advance(chain: &mut Chain, step: &Step, method: Method, normal: &StandardNorm
         }
     };
     apply_fit(chain, step, zbar, ss);
-}
-
-/// Column-wise statistics, each computed sequentially in chain order (tasks run in parallel).
-fn generation_stats(n: u64, values: &[Values], collapsed_fraction: f64) -> GenerationStats {
-    let column = |f: fn(&Values) -> f64| values.iter().map(f).collect::<Vec<f64>>();
-    let cols: Vec<Vec<f64>> = [
-        (|v: &Values| v.variance) as fn(&Values) -> f64,
-        |v| v.sigma,
-        |v| v.log_variance,
-        |v| v.mean_sq_error,
-        |v| v.w2_sq,
-    ]
-    .into_par_iter()
-    .map(column)
-    .collect();
-    let ((variance_quartiles, w2_sq_quartiles), stats) = rayon::join(
-        || {
-            rayon::join(
-                || quantiles(&cols[0], QUARTILES, &mut Vec::new()),
-                || quantiles(&cols[4], QUARTILES, &mut Vec::new()),
-            )
-        },
-        || {
-            cols.par_iter()
-                .map(|c| moments(c))
-                .collect::<Vec<Moments>>()
-        },
-    );
-    let s = |i: usize| summary_of(&stats[i]);
-    GenerationStats {
-        n,
-        variance: s(0),
-        sigma: s(1),
-        log_variance: stats[2],
-        mean_sq_error: s(3),
-        w2_sq: s(4),
-        variance_quartiles,
-        w2_sq_quartiles,
-        collapsed_fraction,
-    }
-}
-
-fn summary_of(m: &Moments) -> Summary {
-    Summary {
-        mean: m.mean,
-        stderr: m.stderr,
-    }
 }
 
 #[cfg(test)]

@@ -104,20 +104,25 @@ impl StandardNormal {
     #[inline]
     pub fn mean_and_ss_lanes<const L: usize>(
         &self,
-        mut rngs: [&mut ChainRng; L],
+        rngs: [&mut ChainRng; L],
         count: u64,
     ) -> [(f64, f64); L] {
+        // Work on local copies of the states so that they can live in registers.
+        let mut local: [ChainRng; L] = std::array::from_fn(|lane| rngs[lane].clone());
         let mut z0 = [0.0f64; L];
-        for (z, rng) in z0.iter_mut().zip(rngs.iter_mut()) {
+        for (z, rng) in z0.iter_mut().zip(local.iter_mut()) {
             *z = self.sample(rng);
         }
         let (mut s, mut q) = ([0.0f64; L], [0.0f64; L]);
         for _ in 1..count {
             for lane in 0..L {
-                let d = self.sample(rngs[lane]) - z0[lane];
+                let d = self.sample(&mut local[lane]) - z0[lane];
                 s[lane] += d;
                 q[lane] += d * d;
             }
+        }
+        for (out, state) in rngs.into_iter().zip(local) {
+            *out = state;
         }
         let m = count as f64;
         std::array::from_fn(|lane| {
