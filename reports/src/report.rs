@@ -232,6 +232,20 @@ fn schedule_figure(outcomes: &[Outcome]) -> Figure {
     }
 }
 
+/// The report's headline: version, scale, seed, counts, worst |z| and runtime.
+fn summary_line(scale: Scale, seed: u64, summary: &ReportSummary) -> String {
+    format!(
+        "collapse {} · scale `{}` · seed {} · {} experiments · {} compared pairs · worst |z| = {:.2} · runtime {:.1} s",
+        env!("CARGO_PKG_VERSION"),
+        scale.name(),
+        seed,
+        summary.experiments,
+        summary.comparisons,
+        summary.worst_z,
+        summary.seconds
+    )
+}
+
 /// Writes a text file atomically.
 fn write_text(path: &Path, text: &str) -> Result<(), ReportError> {
     write_atomic(path, |w| {
@@ -336,17 +350,7 @@ fn markdown(
 ) -> Result<String, ReportError> {
     let mut s = String::new();
     let _ = writeln!(s, "# collapse report\n");
-    let _ = writeln!(
-        s,
-        "collapse {} · scale `{}` · seed {} · {} experiments · {} compared pairs · worst |z| = {:.2} · runtime {:.1} s\n",
-        env!("CARGO_PKG_VERSION"),
-        scale.name(),
-        seed,
-        summary.experiments,
-        summary.comparisons,
-        summary.worst_z,
-        summary.seconds
-    );
+    let _ = writeln!(s, "{}\n", summary_line(scale, seed, summary));
     let _ = writeln!(
         s,
         "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
@@ -392,14 +396,8 @@ fn html(
     let _ = writeln!(s, "<h1>collapse report</h1>");
     let _ = writeln!(
         s,
-        "<p>collapse {} · scale <code>{}</code> · seed {} · {} experiments · {} compared pairs · worst |z| = {:.2} · runtime {:.1} s</p>",
-        env!("CARGO_PKG_VERSION"),
-        scale.name(),
-        seed,
-        summary.experiments,
-        summary.comparisons,
-        summary.worst_z,
-        summary.seconds
+        "<p>{}</p>",
+        html_escape(&summary_line(scale, seed, summary))
     );
     let _ = writeln!(
         s,
