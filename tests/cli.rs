@@ -235,6 +235,16 @@ fn bad_input_gets_one_line_and_exit_2() {
             dir.join("r").to_str().unwrap().into(),
         ],
         vec!["frobnicate".into()],
+        [
+            "theory",
+            "gaussian",
+            "--samples",
+            "10",
+            "--generations",
+            "99999999",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for args in cases {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -57,8 +57,8 @@ pub struct GaussianSpec {
     pub generations: u64,
 }
 
-/// Largest number of generations accepted (the tables are O(N)).
-pub const MAX_GENERATIONS: u64 = 10_000_000;
+/// Largest number of generations accepted (theory rows hold ~2 KB of balls each).
+pub const MAX_GENERATIONS: u64 = 1_000_000;
 
 impl GaussianSpec {
     pub fn new(

@@ -176,25 +176,16 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         worst_z,
         seconds,
     };
-    let md = markdown(
+    let page = Page {
         scale,
         seed,
-        &outcomes,
-        &figure_files,
-        &schedule_stem,
-        &summary,
-    )?;
-    write_text(&out_dir.join("index.md"), &md)?;
-    let html = html(
-        scale,
-        seed,
-        &outcomes,
-        &figure_files,
-        &schedule_stem,
-        &summary,
-        &dir,
-    )?;
-    write_text(&out_dir.join("index.html"), &html)?;
+        outcomes: &outcomes,
+        figs: &figure_files,
+        schedule_stem: &schedule_stem,
+        summary: &summary,
+    };
+    write_text(&out_dir.join("index.md"), &page.markdown())?;
+    write_text(&out_dir.join("index.html"), &page.html(&dir)?)?;
     Ok(summary)
 }
 
@@ -340,91 +331,104 @@ fn experiment_header(o: &Outcome) -> (String, Vec<ComparisonRow>) {
 
 const INTRO: &str = "Each generation of a 1-D Gaussian is re-fitted (sample mean and variance) to samples of the previous generation (Shumailov et al., The Curse of Recursion). Theory: exact closed forms in arbitrary precision (collapse-analysis, derivations in proofs/gaussian.md). Simulation: ensembles of independent chains (collapse-sim), `exact` (draw all M samples) or `sufficient` (draw the fitted statistics from their exact law). z = (ensemble mean - theory) / standard error, computed only where the Monte Carlo mean can estimate the theory at the run's size (mc_feasible); elsewhere the mean is shown but not compared, because E[sigma_n^2] and E[W2^2] are carried by astronomically rare chains once n >> M.";
 
-fn markdown(
+/// Everything the index pages show.
+struct Page<'a> {
     scale: Scale,
     seed: u64,
-    outcomes: &[Outcome],
-    figs: &[Vec<(String, String)>],
-    schedule_stem: &str,
-    summary: &ReportSummary,
-) -> Result<String, ReportError> {
-    let mut s = String::new();
-    let _ = writeln!(s, "# collapse report\n");
-    let _ = writeln!(s, "{}\n", summary_line(scale, seed, summary));
-    let _ = writeln!(
-        s,
-        "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
-    );
-    let _ = writeln!(s, "## Gaussian recursion\n\n{INTRO}\n");
-    let _ = writeln!(s, "![schedules](gaussian/{schedule_stem}.png)\n");
-    for (o, files) in outcomes.iter().zip(figs) {
-        let (header, rows) = experiment_header(o);
-        let _ = writeln!(s, "### {}\n\n{header}\n", o.experiment.name);
-        let refs: Vec<&ComparisonRow> = rows.iter().collect();
-        let _ = writeln!(s, "{}\n", markdown_table(&refs));
-        for (stem, title) in files {
-            let _ = writeln!(s, "![{title}](gaussian/{stem}.png)\n");
-        }
-    }
-    Ok(s)
+    outcomes: &'a [Outcome],
+    /// Per outcome: (file stem, title) of each figure.
+    figs: &'a [Vec<(String, String)>],
+    schedule_stem: &'a str,
+    summary: &'a ReportSummary,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn html(
-    scale: Scale,
-    seed: u64,
-    outcomes: &[Outcome],
-    figs: &[Vec<(String, String)>],
-    schedule_stem: &str,
-    summary: &ReportSummary,
-    dir: &Path,
-) -> Result<String, ReportError> {
-    let svg = |stem: &str| -> Result<String, ReportError> {
-        let path = dir.join(format!("{stem}.svg"));
-        let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        // Drop an XML declaration if present: inline SVG must start at <svg.
-        Ok(text
-            .find("<svg")
-            .map(|i| text[i..].to_string())
-            .unwrap_or(text))
-    };
-    let mut s = String::new();
-    s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>collapse report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}figure{margin:1em 0}svg{max-width:100%;height:auto}.note{color:#444}</style></head><body>\n");
-    let _ = writeln!(s, "<h1>collapse report</h1>");
-    let _ = writeln!(
-        s,
-        "<p>{}</p>",
-        html_escape(&summary_line(scale, seed, summary))
-    );
-    let _ = writeln!(
-        s,
-        "<p>Tables: <code>gaussian/comparison.parquet</code>, <code>gaussian/comparison.csv</code>.</p>"
-    );
-    let _ = writeln!(
-        s,
-        "<h2>Gaussian recursion</h2><p class=\"note\">{}</p>",
-        html_escape(INTRO)
-    );
-    let _ = writeln!(s, "<figure>{}</figure>", svg(schedule_stem)?);
-    for (o, files) in outcomes.iter().zip(figs) {
-        let (header, rows) = experiment_header(o);
+impl Page<'_> {
+    fn markdown(&self) -> String {
+        let Page {
+            scale,
+            seed,
+            outcomes,
+            figs,
+            schedule_stem,
+            summary,
+        } = *self;
+        let mut s = String::new();
+        let _ = writeln!(s, "# collapse report\n");
+        let _ = writeln!(s, "{}\n", summary_line(scale, seed, summary));
         let _ = writeln!(
             s,
-            "<h3>{}</h3><p class=\"note\">{}</p>",
-            html_escape(&o.experiment.name),
-            html_escape(&header)
+            "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
         );
-        let refs: Vec<&ComparisonRow> = rows.iter().collect();
-        s.push_str(&html_table(&refs));
-        for (stem, _) in files {
-            let _ = writeln!(s, "<figure>{}</figure>", svg(stem)?);
+        let _ = writeln!(s, "## Gaussian recursion\n\n{INTRO}\n");
+        let _ = writeln!(s, "![schedules](gaussian/{schedule_stem}.png)\n");
+        for (o, files) in outcomes.iter().zip(figs) {
+            let (header, rows) = experiment_header(o);
+            let _ = writeln!(s, "### {}\n\n{header}\n", o.experiment.name);
+            let refs: Vec<&ComparisonRow> = rows.iter().collect();
+            let _ = writeln!(s, "{}\n", markdown_table(&refs));
+            for (stem, title) in files {
+                let _ = writeln!(s, "![{title}](gaussian/{stem}.png)\n");
+            }
         }
+        s
     }
-    s.push_str("</body></html>\n");
-    Ok(s)
+
+    fn html(&self, dir: &Path) -> Result<String, ReportError> {
+        let Page {
+            scale,
+            seed,
+            outcomes,
+            figs,
+            schedule_stem,
+            summary,
+        } = *self;
+        let svg = |stem: &str| -> Result<String, ReportError> {
+            let path = dir.join(format!("{stem}.svg"));
+            let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            // Drop an XML declaration if present: inline SVG must start at <svg.
+            Ok(text
+                .find("<svg")
+                .map(|i| text[i..].to_string())
+                .unwrap_or(text))
+        };
+        let mut s = String::new();
+        s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>collapse report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}figure{margin:1em 0}svg{max-width:100%;height:auto}.note{color:#444}</style></head><body>\n");
+        let _ = writeln!(s, "<h1>collapse report</h1>");
+        let _ = writeln!(
+            s,
+            "<p>{}</p>",
+            html_escape(&summary_line(scale, seed, summary))
+        );
+        let _ = writeln!(
+            s,
+            "<p>Tables: <code>gaussian/comparison.parquet</code>, <code>gaussian/comparison.csv</code>.</p>"
+        );
+        let _ = writeln!(
+            s,
+            "<h2>Gaussian recursion</h2><p class=\"note\">{}</p>",
+            html_escape(INTRO)
+        );
+        let _ = writeln!(s, "<figure>{}</figure>", svg(schedule_stem)?);
+        for (o, files) in outcomes.iter().zip(figs) {
+            let (header, rows) = experiment_header(o);
+            let _ = writeln!(
+                s,
+                "<h3>{}</h3><p class=\"note\">{}</p>",
+                html_escape(&o.experiment.name),
+                html_escape(&header)
+            );
+            let refs: Vec<&ComparisonRow> = rows.iter().collect();
+            s.push_str(&html_table(&refs));
+            for (stem, _) in files {
+                let _ = writeln!(s, "<figure>{}</figure>", svg(stem)?);
+            }
+        }
+        s.push_str("</body></html>\n");
+        Ok(s)
+    }
 }
 
 #[cfg(test)]
