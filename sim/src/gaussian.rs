@@ -191,12 +191,11 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
             .zip(w2s.par_chunks_mut(CHUNK))
             .map(|((block, lv), w)| {
                 if let Some(step) = &step {
-                    match method {
-                        Method::Exact => advance_exact_block(block, step, &normal),
-                        Method::Sufficient => block
-                            .iter_mut()
-                            .for_each(|c| advance(c, step, method, &normal)),
-                    }
+                    // One chain at a time: interleaving 2 or 4 chains measured no faster
+                    // (benches `normal/fit_m100_lanes*`).
+                    block
+                        .iter_mut()
+                        .for_each(|c| advance(c, step, method, &normal));
                 }
                 block_stats(block, lv, w, sigma, collapse_threshold)
             })
@@ -287,24 +286,6 @@ fn block_stats(
     BlockStats {
         acc: std::array::from_fn(|q| Accumulator::from_slice(&columns[q][..len])),
         collapsed,
-    }
-}
-
-/// The exact method on a block of chains, two at a time (same results as one at a time; two
-/// interleaved streams measured fastest, see the `normal/fit_m100_lanes*` benches).
-fn advance_exact_block(block: &mut [Chain], step: &Step, normal: &StandardNormal) {
-    let mut pairs = block.chunks_exact_mut(2);
-    for pair in &mut pairs {
-        let [a, b] = pair else {
-            unreachable!("chunks of two")
-        };
-        let fits = normal.mean_and_ss_lanes([&mut a.rng, &mut b.rng], step.m);
-        for (chain, (zbar, ss)) in [a, b].into_iter().zip(fits) {
-            apply_fit(chain, step, zbar, ss);
-        }
-    }
-    for chain in pairs.into_remainder() {
-        advance(chain, step, Method::Exact, normal);
     }
 }
 
