@@ -6,6 +6,7 @@
 
 use collapse_analysis::{Estimator, GaussianSpec, Schedule};
 use collapse_sim::gaussian::{EnsembleConfig, Method, simulate};
+use collapse_sim::kernels;
 use collapse_sim::normal::StandardNormal;
 use collapse_sim::rng::{ChainRng, stream};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -22,33 +23,34 @@ fn normals(c: &mut Criterion) {
         let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
         b.iter(|| black_box(sampler.sum_and_sum_sq(&mut rng, count)))
     });
-    // The exact method's kernel: one fit of M = 100 draws, for 1, 2 and 4 interleaved chains.
-    group.throughput(Throughput::Elements(4 * 100));
-    let mut r: Vec<ChainRng> = (0..4)
+    // The exact method's kernel: fits of M = 100 Box–Muller normals for a block of 256 chains,
+    // one chain at a time in the portable scalar code and four chains per vector (AVX2/FMA).
+    group.throughput(Throughput::Elements(256 * 100));
+    let mut block: Vec<ChainRng> = (0..256)
         .map(|c| ChainRng::for_chain(1, stream::TEST, c))
         .collect();
-    group.bench_function("fit_m100_lanes1", |b| {
+    let (mut means, mut ss) = (vec![0.0; 256], vec![0.0; 256]);
+    group.bench_function("fit_m100_256_chains_scalar", |b| {
         b.iter(|| {
-            for rng in r.iter_mut() {
-                black_box(sampler.mean_and_ss_lanes([rng], 100));
+            for ((rng, mean), s) in block.iter_mut().zip(&mut means).zip(&mut ss) {
+                (*mean, *s) = kernels::fit_normals(rng, 100);
             }
+            black_box(&means);
         })
     });
-    group.bench_function("fit_m100_lanes2", |b| {
+    group.bench_function("fit_m100_256_chains_vector", |b| {
         b.iter(|| {
-            let [a, bb, c, d] = &mut r[..] else {
-                unreachable!()
-            };
-            black_box(sampler.mean_and_ss_lanes([a, bb], 100));
-            black_box(sampler.mean_and_ss_lanes([c, d], 100));
+            kernels::fit_normals_many(&mut block, 100, &mut means, &mut ss);
+            black_box(&means);
         })
     });
-    group.bench_function("fit_m100_lanes4", |b| {
+    // The sufficient method's draw (a normal and a chi-square(99)) for 256 chains.
+    group.throughput(Throughput::Elements(256));
+    let chi = kernels::ChiSquareConstants::new(99.0);
+    group.bench_function("sufficient_draw_256_chains_vector", |b| {
         b.iter(|| {
-            let [a, bb, c, d] = &mut r[..] else {
-                unreachable!()
-            };
-            black_box(sampler.mean_and_ss_lanes([a, bb, c, d], 100));
+            kernels::sufficient_draw_many(&mut block, &chi, &mut means, &mut ss);
+            black_box(&ss);
         })
     });
     group.finish();

@@ -4,8 +4,7 @@
 //! thousands of generations loses no accuracy (x = mu + sigma z would lose every digit).
 
 use crate::SimError;
-use crate::gamma::ChiSquare;
-use crate::normal::StandardNormal;
+use crate::kernels::{self, ChiSquareConstants};
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
 use crate::stats::{Accumulator, Moments, Summary, quantiles};
@@ -101,22 +100,13 @@ pub struct GaussianRun {
     pub seconds: f64,
 }
 
-#[derive(Clone)]
-struct Chain {
-    rng: ChainRng,
-    mean_offset: f64,
-    log_variance: f64,
-    /// exp(log_variance / 2), cached: used by the next step and by the statistics.
-    sigma: f64,
-}
-
 /// Everything one generation step needs about its sample size.
 #[derive(Clone, Copy)]
 struct Step {
     m: u64,
     inv_sqrt_m: f64,
     ln_divisor: f64,
-    chi_square: ChiSquare,
+    chi_square: ChiSquareConstants,
 }
 
 /// Chains per parallel block (fixed: block boundaries never depend on the thread count).
@@ -161,43 +151,67 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
             m,
             inv_sqrt_m: 1.0 / (m as f64).sqrt(),
             ln_divisor: (spec.estimator.divisor(m) as f64).ln(),
-            chi_square: ChiSquare::new((m - 1) as f64),
+            chi_square: ChiSquareConstants::new((m - 1) as f64),
         })
         .collect();
     let r = config.chains as usize;
-    let mut chains: Vec<Chain> = (0..config.chains)
+    // Chain states, one array per field (vector kernels read four chains at once). Each chain
+    // keeps mu_n - mu, ln sigma_n^2 and sigma_n = exp(ln sigma_n^2 / 2).
+    let mut rngs: Vec<ChainRng> = (0..config.chains)
         .into_par_iter()
-        .map(|c| Chain {
-            rng: ChainRng::for_chain(config.seed, stream::GAUSSIAN, c),
-            mean_offset: 0.0,
-            log_variance: log_sigma2,
-            sigma,
-        })
+        .map(|c| ChainRng::for_chain(config.seed, stream::GAUSSIAN, c))
         .collect();
-    // Per-chain ln sigma_n^2 and W2^2, kept for the exact quartiles.
-    let mut log_variances = vec![0.0; r];
+    let mut mean_offsets = vec![0.0; r];
+    let mut log_variances = vec![log_sigma2; r];
+    let mut sigmas = vec![sigma; r];
+    // Per-chain W2^2, kept for the exact quartiles.
     let mut w2s = vec![0.0; r];
     let (mut scratch_a, mut scratch_b) = (Vec::with_capacity(r), Vec::with_capacity(r));
     let mut rows = Vec::with_capacity(steps.len() + 1);
     let mut progress = Progress::new(spec.generations, config.progress);
-    let normal = StandardNormal::new();
     for n in 0..=spec.generations {
         let step = (n > 0).then(|| steps[(n - 1) as usize]);
         let method = config.method;
         // One parallel pass per generation: advance a block, then accumulate its statistics.
-        let blocks: Vec<BlockStats> = chains
+        let blocks: Vec<BlockStats> = rngs
             .par_chunks_mut(CHUNK)
+            .zip(mean_offsets.par_chunks_mut(CHUNK))
             .zip(log_variances.par_chunks_mut(CHUNK))
+            .zip(sigmas.par_chunks_mut(CHUNK))
             .zip(w2s.par_chunks_mut(CHUNK))
-            .map(|((block, lv), w)| {
+            .map(|((((rng, mean_offset), log_variance), sigma_n), w2)| {
                 if let Some(step) = &step {
-                    // One chain at a time: interleaving 2 or 4 chains measured no faster
-                    // (benches `normal/fit_m100_lanes*`).
-                    block
-                        .iter_mut()
-                        .for_each(|c| advance(c, step, method, &normal));
+                    let len = rng.len();
+                    let (mut z, mut ss) = ([0.0; CHUNK], [0.0; CHUNK]);
+                    let (z, ss) = (&mut z[..len], &mut ss[..len]);
+                    let z_scale = match method {
+                        Method::Exact => {
+                            kernels::fit_normals_many(rng, step.m, z, ss);
+                            1.0
+                        }
+                        Method::Sufficient => {
+                            kernels::sufficient_draw_many(rng, &step.chi_square, z, ss);
+                            step.inv_sqrt_m
+                        }
+                    };
+                    kernels::update_chains(
+                        mean_offset,
+                        log_variance,
+                        sigma_n,
+                        z,
+                        z_scale,
+                        ss,
+                        step.ln_divisor,
+                    );
                 }
-                block_stats(block, lv, w, sigma, collapse_threshold)
+                block_stats(
+                    mean_offset,
+                    log_variance,
+                    sigma_n,
+                    w2,
+                    sigma,
+                    collapse_threshold,
+                )
             })
             .collect();
         // Merge in block order: the same bits for any thread count.
@@ -234,11 +248,12 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
         spec: spec.clone(),
         config: config.clone(),
         rows,
-        final_chains: chains
+        final_chains: mean_offsets
             .iter()
-            .map(|c| ChainEnd {
-                mean_offset: c.mean_offset,
-                log_variance: c.log_variance,
+            .zip(&log_variances)
+            .map(|(&mean_offset, &log_variance)| ChainEnd {
+                mean_offset,
+                log_variance,
             })
             .collect(),
         seconds: start.elapsed().as_secs_f64(),
@@ -263,50 +278,30 @@ impl BlockStats {
 }
 
 fn block_stats(
-    block: &[Chain],
-    log_variances: &mut [f64],
+    mean_offset: &[f64],
+    log_variance: &[f64],
+    sigma_n: &[f64],
     w2s: &mut [f64],
     sigma: f64,
     collapse_threshold: f64,
 ) -> BlockStats {
-    let len = block.len();
+    let len = mean_offset.len();
     let mut columns = [[0.0f64; CHUNK]; 5];
     let mut collapsed = 0;
-    for (i, c) in block.iter().enumerate() {
-        let s = c.sigma;
-        let a = c.mean_offset * c.mean_offset;
+    for i in 0..len {
+        let (s, lv) = (sigma_n[i], log_variance[i]);
+        let a = mean_offset[i] * mean_offset[i];
         let w2 = a + (s - sigma) * (s - sigma);
-        for (column, v) in columns.iter_mut().zip([s * s, s, c.log_variance, a, w2]) {
+        for (column, v) in columns.iter_mut().zip([s * s, s, lv, a, w2]) {
             column[i] = v;
         }
-        collapsed += u64::from(c.log_variance < collapse_threshold);
-        log_variances[i] = c.log_variance;
+        collapsed += u64::from(lv < collapse_threshold);
         w2s[i] = w2;
     }
     BlockStats {
         acc: std::array::from_fn(|q| Accumulator::from_slice(&columns[q][..len])),
         collapsed,
     }
-}
-
-#[inline]
-fn apply_fit(chain: &mut Chain, step: &Step, zbar: f64, ss: f64) {
-    chain.mean_offset += chain.sigma * zbar;
-    // ss = 0 (probability 0 in exact arithmetic) would give -inf; keep the smallest positive.
-    chain.log_variance += ss.max(f64::MIN_POSITIVE).ln() - step.ln_divisor;
-    chain.sigma = (0.5 * chain.log_variance).exp();
-}
-
-#[inline]
-fn advance(chain: &mut Chain, step: &Step, method: Method, normal: &StandardNormal) {
-    let (zbar, ss) = match method {
-        Method::Exact => normal.mean_and_ss(&mut chain.rng, step.m),
-        Method::Sufficient => {
-            let zbar = normal.sample(&mut chain.rng) * step.inv_sqrt_m;
-            (zbar, step.chi_square.sample(&mut chain.rng, normal))
-        }
-    };
-    apply_fit(chain, step, zbar, ss);
 }
 
 #[cfg(test)]

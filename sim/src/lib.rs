@@ -6,10 +6,12 @@
 
 pub mod gamma;
 pub mod gaussian;
+pub mod kernels;
 pub mod normal;
 pub mod progress;
 pub mod rng;
 pub mod stats;
+pub mod vmath;
 
 pub use gaussian::{GaussianRun, GenerationStats, Method, simulate};
 pub use rng::ChainRng;

@@ -59,24 +59,57 @@ impl StandardNormal {
 
     #[inline(always)]
     pub fn sample(&self, rng: &mut ChainRng) -> f64 {
-        let t = self.t;
-        loop {
-            let bits = rng.next_u64();
-            let i = (bits & 0xff) as usize;
-            // Uniform on [-1, 1) from the top 52 bits (disjoint from the index bits): the bits
-            // become the mantissa of a double in [2, 4), from which 3 is subtracted.
-            let u = f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0;
-            let x = u * t.x[i];
-            if x.abs() < t.x[i + 1] {
-                return x;
-            }
-            if i == 0 {
-                return Self::tail(rng, u < 0.0);
-            }
-            if t.f[i + 1] + (t.f[i] - t.f[i + 1]) * rng.next_f64() < (-0.5 * x * x).exp() {
-                return x;
-            }
+        let bits = rng.next_u64();
+        let (x, accepted) = self.fast_path(bits);
+        if accepted {
+            x
+        } else {
+            self.after_rejection(bits, rng)
         }
+    }
+
+    /// The ziggurat's fast path for one 64-bit draw: the candidate and whether it lies inside
+    /// its layer's rectangle (accepted with probability about 0.99). The layer index and the
+    /// uniform on [-1, 1) come from disjoint bits: the top 52 bits become the mantissa of a
+    /// double in [2, 4), from which 3 is subtracted.
+    #[inline(always)]
+    fn fast_path(&self, bits: u64) -> (f64, bool) {
+        let t = self.t;
+        let i = (bits & 0xff) as usize;
+        let u = f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0;
+        let x = u * t.x[i];
+        (x, x.abs() < t.x[i + 1])
+    }
+
+    /// Completes a draw whose fast path rejected `bits`: the base layer's tail, the wedge test
+    /// (one more draw), or a fresh draw. The vector kernel follows the same steps per lane, so
+    /// both consume a chain's stream identically.
+    #[cold]
+    fn after_rejection(&self, bits: u64, rng: &mut ChainRng) -> f64 {
+        let (layer, negative, x) = self.rejected_candidate(bits);
+        if layer == 0 {
+            return Self::tail(rng, negative);
+        }
+        if self.wedge_accepts(layer, x, rng.next_u64()) {
+            return x;
+        }
+        self.sample(rng)
+    }
+
+    /// The layer, the sign and the candidate of a draw.
+    #[inline]
+    fn rejected_candidate(&self, bits: u64) -> (usize, bool, f64) {
+        let i = (bits & 0xff) as usize;
+        let u = f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0;
+        (i, u < 0.0, u * self.t.x[i])
+    }
+
+    /// The wedge test of layer `layer >= 1` for candidate `x`, with the uniform from `bits`.
+    #[inline]
+    fn wedge_accepts(&self, layer: usize, x: f64, bits: u64) -> bool {
+        let t = self.t;
+        let uniform = (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        t.f[layer + 1] + (t.f[layer] - t.f[layer + 1]) * uniform < (-0.5 * x * x).exp()
     }
 
     #[cold]
@@ -88,49 +121,6 @@ impl StandardNormal {
                 return if negative { x - ZIG_R } else { ZIG_R - x };
             }
         }
-    }
-
-    /// Mean and sum of squared deviations of `count >= 1` draws (the `exact` method's inner
-    /// loop). Deviations are accumulated from the first draw, so that small samples (M = 2)
-    /// keep full relative accuracy: SS = sum d^2 - (sum d)^2 / M with d = z - z_0.
-    #[inline]
-    pub fn mean_and_ss(&self, rng: &mut ChainRng, count: u64) -> (f64, f64) {
-        self.mean_and_ss_lanes([rng], count)[0]
-    }
-
-    /// `mean_and_ss` for L chains at once, each from its own stream: the per-chain arithmetic
-    /// is exactly that of `mean_and_ss` (so grouping never changes a result), and the L
-    /// independent dependency chains let the CPU overlap their iterations.
-    #[inline]
-    pub fn mean_and_ss_lanes<const L: usize>(
-        &self,
-        rngs: [&mut ChainRng; L],
-        count: u64,
-    ) -> [(f64, f64); L] {
-        // Work on local copies of the states so that they can live in registers.
-        let mut local: [ChainRng; L] = std::array::from_fn(|lane| rngs[lane].clone());
-        let mut z0 = [0.0f64; L];
-        for (z, rng) in z0.iter_mut().zip(local.iter_mut()) {
-            *z = self.sample(rng);
-        }
-        let (mut s, mut q) = ([0.0f64; L], [0.0f64; L]);
-        for _ in 1..count {
-            for lane in 0..L {
-                let d = self.sample(&mut local[lane]) - z0[lane];
-                s[lane] += d;
-                q[lane] += d * d;
-            }
-        }
-        for (out, state) in rngs.into_iter().zip(local) {
-            *out = state;
-        }
-        let m = count as f64;
-        std::array::from_fn(|lane| {
-            (
-                z0[lane] + s[lane] / m,
-                (q[lane] - s[lane] * s[lane] / m).max(0.0),
-            )
-        })
     }
 
     #[inline]
@@ -237,21 +227,6 @@ mod tests {
     ];
 
     proptest! {
-        #[test]
-        fn lanes_match_single_chains(seed in any::<u64>(), count in 1u64..40) {
-            let sampler = StandardNormal::new();
-            let mut rngs: Vec<ChainRng> = (0..4).map(|c| ChainRng::for_chain(seed, stream::TEST, c)).collect();
-            let mut singles = rngs.clone();
-            let [a, b, c, d] = &mut rngs[..] else { unreachable!() };
-            let grouped = sampler.mean_and_ss_lanes([a, b, c, d], count);
-            for (lane, rng) in singles.iter_mut().enumerate() {
-                let one = sampler.mean_and_ss(rng, count);
-                prop_assert_eq!(one.0.to_bits(), grouped[lane].0.to_bits());
-                prop_assert_eq!(one.1.to_bits(), grouped[lane].1.to_bits());
-                prop_assert_eq!(rng, &rngs[lane]);
-            }
-        }
-
         #[test]
         fn sums_match_individual_draws(seed in any::<u64>(), count in 0u64..50) {
             let sampler = StandardNormal::new();

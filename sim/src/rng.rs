@@ -57,6 +57,11 @@ impl ChainRng {
         ChainRng { s: words }
     }
 
+    /// A stream resumed from `state()` (vector kernels keep several streams in registers).
+    pub(crate) fn from_state(s: [u64; 4]) -> ChainRng {
+        ChainRng { s }
+    }
+
     /// The raw state (for checkpoints).
     pub fn state(&self) -> [u64; 4] {
         self.s

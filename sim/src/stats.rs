@@ -47,27 +47,48 @@ impl Accumulator {
         self.m2 += term1;
     }
 
-    /// Two passes over a slice (mean, then central sums): cheaper than `push` per value.
+    /// Two passes over a slice (mean, then central sums): cheaper than `push` per value. Each
+    /// pass keeps four partial sums (values i mod 4), combined in a fixed order at the end:
+    /// independent sums pipeline (and vectorise), and the order never depends on threads.
     pub fn from_slice(values: &[f64]) -> Accumulator {
         if values.is_empty() {
             return Accumulator::default();
         }
         let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
-        for &v in values {
+        let (chunks, rest) = values.as_chunks::<4>();
+        let mut sums = [0.0f64; 4];
+        for chunk in chunks {
+            for (sum, &v) in sums.iter_mut().zip(chunk) {
+                *sum += v;
+            }
+        }
+        for (lane, &v) in rest.iter().enumerate() {
+            sums[lane] += v;
+        }
+        let mean = ((sums[0] + sums[1]) + (sums[2] + sums[3])) / n;
+        let (mut m2, mut m3, mut m4) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+        let mut add = |lane: usize, v: f64| {
             let d = v - mean;
             let d2 = d * d;
-            m2 += d2;
-            m3 += d2 * d;
-            m4 += d2 * d2;
+            m2[lane] += d2;
+            m3[lane] += d2 * d;
+            m4[lane] += d2 * d2;
+        };
+        for chunk in chunks {
+            for (lane, &v) in chunk.iter().enumerate() {
+                add(lane, v);
+            }
         }
+        for (lane, &v) in rest.iter().enumerate() {
+            add(lane, v);
+        }
+        let total = |p: [f64; 4]| (p[0] + p[1]) + (p[2] + p[3]);
         Accumulator {
             n,
             mean,
-            m2,
-            m3,
-            m4,
+            m2: total(m2),
+            m3: total(m3),
+            m4: total(m4),
         }
     }
 

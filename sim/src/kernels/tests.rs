@@ -1,0 +1,169 @@
+use super::*;
+use crate::rng::stream;
+use crate::stats::ks_statistic;
+use proptest::prelude::*;
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
+
+/// sqrt(n) D above 2.63 has probability about 2e-6 under the null (Kolmogorov distribution).
+const KS_CRITICAL: f64 = 2.63;
+
+fn ks_scaled(xs: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
+    let n = xs.len() as f64;
+    ks_statistic(xs, cdf) * n.sqrt()
+}
+
+#[test]
+fn box_muller_pairs_are_independent_normals() {
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let chi2 = ChiSquared::new(2.0).unwrap();
+    let mut rng = ChainRng::for_chain(3, stream::TEST, 0);
+    let n = 200_000;
+    let pairs: Vec<(f64, f64)> = (0..n).map(|_| next_pair(&mut rng)).collect();
+    let mut first: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let mut second: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    // Rotation invariance: z1^2 + z2^2 ~ chi-square(2) only if the pair is jointly normal.
+    let mut radius2: Vec<f64> = pairs.iter().map(|p| p.0 * p.0 + p.1 * p.1).collect();
+    let correlation = pairs.iter().map(|p| p.0 * p.1).sum::<f64>() / n as f64;
+    assert!(ks_scaled(&mut first, |x| normal.cdf(x)) < KS_CRITICAL);
+    assert!(ks_scaled(&mut second, |x| normal.cdf(x)) < KS_CRITICAL);
+    assert!(ks_scaled(&mut radius2, |x| chi2.cdf(x)) < KS_CRITICAL);
+    assert!(
+        correlation.abs() < 5.0 / (n as f64).sqrt(),
+        "corr {correlation}"
+    );
+    // Power: a 4% scale error (sqrt(n) D ~ 0.24 * 0.04 * 447 = 4.3) is caught.
+    let mut scaled: Vec<f64> = first.iter().map(|x| 1.04 * x).collect();
+    assert!(ks_scaled(&mut scaled, |x| normal.cdf(x)) > KS_CRITICAL);
+}
+
+#[test]
+fn box_muller_extremes() {
+    // u1 = 1 gives radius 0; the smallest u1 (2^-52) gives the largest radius, sqrt(104 ln 2).
+    assert_eq!(box_muller(0, 0).0.abs(), 0.0);
+    let (z, _) = box_muller(u64::MAX, 0);
+    assert!(
+        (z - (104.0 * std::f64::consts::LN_2).sqrt()).abs() < 1e-14,
+        "{z}"
+    );
+    // v = 1 is a quarter turn: all of the radius goes to the second normal.
+    let (a, b) = box_muller(u64::MAX, 1 << 62);
+    assert_eq!(a.abs(), 0.0);
+    assert!(b > 8.4);
+}
+
+#[test]
+fn value_stability() {
+    let mut rng = ChainRng::for_chain(2024, stream::TEST, 0);
+    let pair = next_pair(&mut rng);
+    let fit = fit_normals(&mut rng, 7);
+    let draw = sufficient_draw(&mut rng, &ChiSquareConstants::new(99.0));
+    let got = [pair.0, pair.1, fit.0, fit.1, draw.0, draw.1];
+    for (g, p) in got.iter().zip(PINNED) {
+        assert_eq!(g.to_bits(), p.to_bits(), "got {got:?}");
+    }
+}
+
+const PINNED: [f64; 6] = [
+    -0.5145853198972107,
+    -1.9416291874485,
+    -0.6059601749445916,
+    4.545468281631752,
+    1.3934973746079151,
+    103.34850743190923,
+];
+
+/// The fitted mean of M standard normals is N(0, 1/M) and the sum of squares chi-square(M - 1),
+/// for even and odd M.
+#[test]
+fn fits_have_the_exact_laws() {
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    for (i, m) in [2u64, 3, 10, 101].into_iter().enumerate() {
+        let chi2 = ChiSquared::new((m - 1) as f64).unwrap();
+        let n = 50_000;
+        let mut rngs: Vec<ChainRng> = (0..n)
+            .map(|c| ChainRng::for_chain(17 + i as u64, stream::TEST, c))
+            .collect();
+        let (mut means, mut ss) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+        fit_normals_many(&mut rngs, m, &mut means, &mut ss);
+        let mut standardised: Vec<f64> = means.iter().map(|x| x * (m as f64).sqrt()).collect();
+        assert!(
+            ks_scaled(&mut standardised, |x| normal.cdf(x)) < KS_CRITICAL,
+            "M = {m}: mean"
+        );
+        assert!(
+            ks_scaled(&mut ss, |x| chi2.cdf(x)) < KS_CRITICAL,
+            "M = {m}: SS"
+        );
+    }
+}
+
+#[test]
+fn sufficient_draws_have_the_exact_laws() {
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    for (i, dof) in [1.0, 2.0, 3.0, 9.0, 99.0, 999.0].into_iter().enumerate() {
+        let chi = ChiSquareConstants::new(dof);
+        let reference = ChiSquared::new(dof).unwrap();
+        let n = 50_000;
+        let mut rngs: Vec<ChainRng> = (0..n)
+            .map(|c| ChainRng::for_chain(40 + i as u64, stream::TEST, c))
+            .collect();
+        let (mut zs, mut ss) = (vec![0.0; n as usize], vec![0.0; n as usize]);
+        sufficient_draw_many(&mut rngs, &chi, &mut zs, &mut ss);
+        assert!(
+            ks_scaled(&mut zs, |x| normal.cdf(x)) < KS_CRITICAL,
+            "dof {dof}: z"
+        );
+        assert!(
+            ks_scaled(&mut ss.clone(), |x| reference.cdf(x)) < KS_CRITICAL,
+            "dof {dof}: SS"
+        );
+        // Power: a 3% scale error in SS is caught (for dof >= 9 at this size).
+        let mut scaled: Vec<f64> = ss.iter().map(|x| 1.03 * x).collect();
+        if dof >= 9.0 {
+            assert!(
+                ks_scaled(&mut scaled, |x| reference.cdf(x)) > KS_CRITICAL,
+                "dof {dof}: power"
+            );
+        }
+    }
+}
+
+proptest! {
+    /// Vector kernels (when the CPU has AVX2 and FMA) give the scalar bits and leave every
+    /// stream where the scalar code leaves it, for block lengths with and without a remainder.
+    #[test]
+    fn many_match_scalar(
+        seed in any::<u64>(),
+        chains in 1usize..24,
+        count in prop_oneof![1u64..8, 100u64..300],
+        dof in prop_oneof![Just(1.0f64), Just(2.0), Just(3.0), 1.0f64..200.0],
+    ) {
+        let make = || (0..chains as u64).map(|c| ChainRng::for_chain(seed, stream::TEST, c)).collect::<Vec<_>>();
+        let (mut rngs, mut singles) = (make(), make());
+        let (mut a, mut b) = (vec![0.0; chains], vec![0.0; chains]);
+        fit_normals_many(&mut rngs, count, &mut a, &mut b);
+        for (j, rng) in singles.iter_mut().enumerate() {
+            let (mean, ss) = fit_normals(rng, count);
+            prop_assert_eq!((mean.to_bits(), ss.to_bits()), (a[j].to_bits(), b[j].to_bits()));
+            prop_assert_eq!(&*rng, &rngs[j]);
+        }
+        let chi = ChiSquareConstants::new(dof);
+        sufficient_draw_many(&mut rngs, &chi, &mut a, &mut b);
+        for (j, rng) in singles.iter_mut().enumerate() {
+            let (z, ss) = sufficient_draw(rng, &chi);
+            prop_assert_eq!((z.to_bits(), ss.to_bits()), (a[j].to_bits(), b[j].to_bits()));
+            prop_assert_eq!(&*rng, &rngs[j]);
+        }
+        let start: Vec<f64> = (0..chains).map(|j| j as f64 * 0.37 - 3.0).collect();
+        let (mut mo, mut lv, mut sg) = (start.clone(), start.clone(), start.iter().map(|x| x.abs()).collect::<Vec<_>>());
+        let (mut mo2, mut lv2, mut sg2) = (mo.clone(), lv.clone(), sg.clone());
+        update_chains(&mut mo, &mut lv, &mut sg, &a, 0.1, &b, 4.6);
+        for j in 0..chains {
+            update_chain(&mut mo2[j], &mut lv2[j], &mut sg2[j], (a[j], 0.1), b[j], 4.6);
+            prop_assert_eq!(
+                (mo[j].to_bits(), lv[j].to_bits(), sg[j].to_bits()),
+                (mo2[j].to_bits(), lv2[j].to_bits(), sg2[j].to_bits())
+            );
+        }
+    }
+}
