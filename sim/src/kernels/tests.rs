@@ -134,7 +134,7 @@ proptest! {
     #[test]
     fn many_match_scalar(
         seed in any::<u64>(),
-        chains in 1usize..24,
+        chains in prop_oneof![1usize..24, 60usize..150],
         count in prop_oneof![1u64..8, 100u64..300],
         dof in prop_oneof![Just(1.0f64), Just(2.0), Just(3.0), 1.0f64..200.0],
     ) {
