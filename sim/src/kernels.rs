@@ -3,9 +3,12 @@
 //! returns the scalar results bit for bit (tested). The vector path is used when the CPU has
 //! AVX2 and FMA; either way a chain's result depends only on its own stream.
 //!
-//! Normals come in Box–Muller pairs, which have no data-dependent branches and so vectorise
-//! without the mispredictions that rejection samplers (the ziggurat) suffer in lockstep lanes:
-//! from two words w1, w2 of a stream, u1 = 1 - (w1 >> 12) 2^-52 in (0, 1] and
+//! The `exact` method's normals come from the ziggurat (`crate::normal`), whose fast path is a
+//! table lookup and a comparison; the vector kernel resolves the 1.5% of rejected candidates
+//! inside the vector, lane by lane on each lane's own stream.
+//!
+//! The `sufficient` method's normals come in Box–Muller pairs, which have no data-dependent
+//! branches: from two words w1, w2 of a stream, u1 = 1 - (w1 >> 12) 2^-52 in (0, 1] and
 //! v = 4 (w2 >> 12) 2^-52 in [0, 4), and
 //!
 //!   (z1, z2) = sqrt(-2 ln u1) (cos(pi v / 2), sin(pi v / 2)),
@@ -13,6 +16,7 @@
 //! two independent N(0, 1) variates (|z| <= 8.49 by the resolution of u1; P(|Z| > 8.49) is
 //! 2e-17). `ln`, `sin` and `cos` are `crate::vmath`'s, so results do not depend on the C library.
 
+use crate::normal::StandardNormal;
 use crate::rng::ChainRng;
 use crate::vmath;
 
@@ -47,29 +51,17 @@ fn open01(word: u64) -> f64 {
 const HALF_ULP_OF_ONE: f64 = 1.0 / 9_007_199_254_740_992.0;
 
 /// The mean and the sum of squared deviations of `count >= 1` standard normals (the `exact`
-/// method's draw and fit). Normals come in pairs (an odd count leaves the last pair's second
-/// unused); deviations are taken from the first draw z0, so that small samples keep full
-/// relative accuracy: SS = sum d^2 - (sum d)^2 / count with d = z - z0.
+/// method's draw and fit), drawn by the ziggurat (`StandardNormal::sample`). Deviations are
+/// taken from the first draw z0, so that small samples keep full relative accuracy:
+/// SS = sum d^2 - (sum d)^2 / count with d = z - z0, summed in draw order.
 pub fn fit_normals(rng: &mut ChainRng, count: u64) -> (f64, f64) {
-    let (z0, second) = next_pair(rng);
+    let normal = StandardNormal::new();
+    let z0 = normal.sample(rng);
     let (mut s, mut q) = (0.0f64, 0.0f64);
-    let mut add = |z: f64| {
-        let d = z - z0;
+    for _ in 1..count {
+        let d = normal.sample(rng) - z0;
         s += d;
         q += d * d;
-    };
-    if count >= 2 {
-        add(second);
-    }
-    let mut remaining = count.saturating_sub(2);
-    while remaining >= 2 {
-        let (a, b) = next_pair(rng);
-        add(a);
-        add(b);
-        remaining -= 2;
-    }
-    if remaining == 1 {
-        add(next_pair(rng).0);
     }
     finish_fit(z0, s, q, count)
 }

@@ -1,19 +1,24 @@
 //! Standard normal variates by the ziggurat method (Marsaglia & Tsang 2000) with 256 layers,
 //! in the form of Doornik (2005) / rand_distr: the layer index and the uniform come from
 //! disjoint bits of one 64-bit draw, and the tail beyond R uses Marsaglia's exponential method.
+//! The wedge and tail tests use `crate::vmath`'s exp and ln, so that the AVX2 kernel
+//! (`kernels/avx2.rs`) reproduces this scalar sampler bit for bit.
 
 use crate::rng::ChainRng;
+use crate::vmath;
 use std::sync::OnceLock;
 
 /// Right edge of the base layer and the common layer area (Marsaglia & Tsang, 256 layers).
 const ZIG_R: f64 = 3.654_152_885_361_009;
 const ZIG_V: f64 = 0.004_928_673_233_99;
 
-struct Tables {
+pub(crate) struct Tables {
     /// x[0] = V / f(R) (the base layer's effective width), x[1] = R, ..., x[256] = 0.
     x: [f64; 257],
-    /// f[i] = exp(-x[i]^2 / 2).
-    f: [f64; 257],
+    /// (x[i], x[i + 1]) and (f[i], f[i + 1]) with f = exp(-x^2 / 2): one 16-byte load per
+    /// lane in the vector kernel.
+    pub(crate) x_pairs: [[f64; 2]; 256],
+    pub(crate) f_pairs: [[f64; 2]; 256],
 }
 
 fn tables() -> &'static Tables {
@@ -36,14 +41,18 @@ fn tables() -> &'static Tables {
         for i in 0..257 {
             f[i] = pdf(x[i]);
         }
-        Tables { x, f }
+        Tables {
+            x,
+            x_pairs: std::array::from_fn(|i| [x[i], x[i + 1]]),
+            f_pairs: std::array::from_fn(|i| [f[i], f[i + 1]]),
+        }
     })
 }
 
 /// A sampler holding the tables (cheap to copy; use one per thread or chain).
 #[derive(Clone, Copy)]
 pub struct StandardNormal {
-    t: &'static Tables,
+    pub(crate) t: &'static Tables,
 }
 
 impl Default for StandardNormal {
@@ -98,25 +107,27 @@ impl StandardNormal {
 
     /// The layer, the sign and the candidate of a draw.
     #[inline]
-    fn rejected_candidate(&self, bits: u64) -> (usize, bool, f64) {
+    pub(crate) fn rejected_candidate(&self, bits: u64) -> (usize, bool, f64) {
         let i = (bits & 0xff) as usize;
         let u = f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0;
         (i, u < 0.0, u * self.t.x[i])
     }
 
-    /// The wedge test of layer `layer >= 1` for candidate `x`, with the uniform from `bits`.
+    /// The wedge test of layer `layer >= 1` for candidate `x`, with the uniform on [0, 1)
+    /// from the top 52 bits of `bits`.
     #[inline]
     fn wedge_accepts(&self, layer: usize, x: f64, bits: u64) -> bool {
-        let t = self.t;
-        let uniform = (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-        t.f[layer + 1] + (t.f[layer] - t.f[layer + 1]) * uniform < (-0.5 * x * x).exp()
+        let [f_i, f_next] = self.t.f_pairs[layer];
+        let uniform = f64::from_bits((bits >> 12) | vmath::ONE_BITS) - 1.0;
+        f_next + (f_i - f_next) * uniform < vmath::exp(-0.5 * x * x)
     }
 
+    /// Marsaglia's tail beyond R, on the positive or negative side.
     #[cold]
-    fn tail(rng: &mut ChainRng, negative: bool) -> f64 {
+    pub(crate) fn tail(rng: &mut ChainRng, negative: bool) -> f64 {
         loop {
-            let x = rng.next_open01().ln() / ZIG_R;
-            let y = rng.next_open01().ln();
+            let x = vmath::ln(rng.next_open01()) / ZIG_R;
+            let y = vmath::ln(rng.next_open01());
             if -2.0 * y >= x * x {
                 return if negative { x - ZIG_R } else { ZIG_R - x };
             }
@@ -168,7 +179,7 @@ mod tests {
         }
         // Every layer has area V: x_i (f(x_{i+1}) - f(x_i)) = V (checked away from the top).
         for i in 1..250 {
-            let area = t.x[i] * (t.f[i + 1] - t.f[i]);
+            let area = t.x[i] * (t.f_pairs[i][1] - t.f_pairs[i][0]);
             assert!((area - ZIG_V).abs() < 1e-9 * ZIG_V.max(area), "i={i}");
         }
     }

@@ -6,6 +6,7 @@
 //! of four); the caller runs the scalar code on the rest.
 
 use super::{ChiSquareConstants, FOUR_BITS, HALF_ULP_OF_ONE, finish_fit, next_pair};
+use crate::normal::StandardNormal;
 use crate::rng::ChainRng;
 use crate::vmath::{self, ONE_BITS};
 use std::arch::x86_64::*;
@@ -71,6 +72,19 @@ impl Streams {
             *s3 = _mm256_or_si256(_mm256_slli_epi64::<45>(*s3), _mm256_srli_epi64::<19>(*s3));
             result
         }
+    }
+
+    /// xoshiro256++ on the lanes in `lanes` only; the others keep their state.
+    #[inline(always)]
+    fn next_masked(&mut self, lanes: i32) -> __m256i {
+        let before = self.s;
+        let words = self.next();
+        let keep = lane_mask(ALL_LANES & !lanes);
+        for (now, old) in self.s.iter_mut().zip(before) {
+            // SAFETY: only inlined into AVX2 functions.
+            *now = unsafe { _mm256_blendv_epi8(*now, old, keep) };
+        }
+        words
     }
 
     /// `kernels::next_pair` on every lane.
@@ -144,9 +158,7 @@ fn store4(x: &mut [f64], v: __m256d) {
     unsafe { _mm256_storeu_pd(x.as_mut_ptr(), v) }
 }
 
-/// `kernels::fit_normals_many` on the leading multiple of four chains. Two groups of four
-/// chains run interleaved: each normal's dependency chain (ln, sqrt) is long, and a second
-/// independent group keeps the vector units busy meanwhile.
+/// `kernels::fit_normals_many` on the leading multiple of four chains.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -157,87 +169,165 @@ pub(super) unsafe fn fit_normals_many(
     means: &mut [f64],
     ss: &mut [f64],
 ) -> usize {
-    let mut done = 0;
-    while rngs.len() - done >= 8 {
-        fit_groups::<2>(
-            &mut rngs[done..done + 8],
-            count,
-            &mut means[done..],
-            &mut ss[done..],
-        );
-        done += 8;
+    let normal = StandardNormal::new();
+    let groups = rngs.len() / 4;
+    for g in 0..groups {
+        let i = 4 * g;
+        let mut streams = Streams::load(&rngs[i..]);
+        // The first draw of each lane shifts its sums (as in the scalar code).
+        let z0 = ziggurat(&normal, &mut streams);
+        let (mut s, mut q) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for _ in 1..count {
+            let d = _mm256_sub_pd(ziggurat(&normal, &mut streams), z0);
+            s = _mm256_add_pd(s, d);
+            q = _mm256_add_pd(q, _mm256_mul_pd(d, d));
+        }
+        streams.store(&mut rngs[i..]);
+        let (z0, s, q) = (values_of(z0), values_of(s), values_of(q));
+        for j in 0..4 {
+            (means[i + j], ss[i + j]) = finish_fit(z0[j], s[j], q[j], count);
+        }
     }
-    if rngs.len() - done >= 4 {
-        fit_groups::<1>(
-            &mut rngs[done..done + 4],
-            count,
-            &mut means[done..],
-            &mut ss[done..],
-        );
-        done += 4;
-    }
-    done
+    4 * groups
 }
 
-/// Adds z - z0 and its square to the running sums.
+const ALL_LANES: i32 = 0b1111;
+
+/// All-ones in the lanes whose bit is set in the index.
+static LANE_MASKS: [[u64; 4]; 16] = {
+    let mut masks = [[0u64; 4]; 16];
+    let mut m = 0;
+    while m < 16 {
+        let mut j = 0;
+        while j < 4 {
+            if m & (1 << j) != 0 {
+                masks[m][j] = u64::MAX;
+            }
+            j += 1;
+        }
+        m += 1;
+    }
+    masks
+};
+
 #[inline(always)]
-fn accumulate(s: &mut __m256d, q: &mut __m256d, z: __m256d, z0: __m256d) {
+fn lane_mask(lanes: i32) -> __m256i {
+    // SAFETY: 32 readable bytes; only inlined into AVX2 functions.
+    unsafe { _mm256_loadu_si256(LANE_MASKS[lanes as usize].as_ptr().cast()) }
+}
+
+/// The pair `table[word & 0xff]` of each lane, as (first elements, second elements).
+#[inline(always)]
+fn lookup_pairs(table: &[[f64; 2]; 256], words: __m256i) -> (__m256d, __m256d) {
+    // SAFETY: the index is masked to 0..=255; only inlined into AVX2 functions.
+    unsafe {
+        let pair = |word: i64| _mm_loadu_pd(table[(word & 0xff) as usize].as_ptr());
+        let low = _mm256_castsi256_si128(words);
+        let high = _mm256_extracti128_si256::<1>(words);
+        let even = _mm256_insertf128_pd::<1>(
+            _mm256_castpd128_pd256(pair(_mm_cvtsi128_si64(low))),
+            pair(_mm_cvtsi128_si64(high)),
+        );
+        let odd = _mm256_insertf128_pd::<1>(
+            _mm256_castpd128_pd256(pair(_mm_extract_epi64::<1>(low))),
+            pair(_mm_extract_epi64::<1>(high)),
+        );
+        (_mm256_unpacklo_pd(even, odd), _mm256_unpackhi_pd(even, odd))
+    }
+}
+
+/// The ziggurat's fast path on four words: candidates and the lanes inside their rectangles.
+#[inline(always)]
+fn candidates(normal: &StandardNormal, words: __m256i) -> (__m256d, i32) {
     // SAFETY: only inlined into AVX2 functions.
     unsafe {
-        let d = _mm256_sub_pd(z, z0);
-        *s = _mm256_add_pd(*s, d);
-        *q = _mm256_add_pd(*q, _mm256_mul_pd(d, d));
+        let u = _mm256_sub_pd(
+            with_mantissa(words, 0x4000_0000_0000_0000),
+            _mm256_set1_pd(3.0),
+        );
+        let (width, bound) = lookup_pairs(&normal.t.x_pairs, words);
+        let x = _mm256_mul_pd(u, width);
+        let magnitude = _mm256_andnot_pd(_mm256_set1_pd(-0.0), x);
+        (
+            x,
+            _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(magnitude, bound)),
+        )
     }
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn fit_groups<const G: usize>(
-    rngs: &mut [ChainRng],
-    count: u64,
-    means: &mut [f64],
-    ss: &mut [f64],
-) {
-    let zero = _mm256_setzero_pd();
-    let mut streams = [Streams {
-        s: [_mm256_setzero_si256(); 4],
-    }; G];
-    let mut firsts = [(zero, zero); G];
-    let mut z0 = [zero; G];
-    for g in 0..G {
-        streams[g] = Streams::load(&rngs[4 * g..]);
-        firsts[g] = streams[g].next_pair();
-        z0[g] = firsts[g].0;
+/// One ziggurat normal per lane (`StandardNormal::sample`, lane-wise).
+#[inline(always)]
+fn ziggurat(normal: &StandardNormal, streams: &mut Streams) -> __m256d {
+    let words = streams.next();
+    let (x, inside) = candidates(normal, words);
+    if inside == ALL_LANES {
+        return x;
     }
-    let (mut s, mut q) = ([zero; G], [zero; G]);
-    if count >= 2 {
-        for g in 0..G {
-            accumulate(&mut s[g], &mut q[g], firsts[g].1, z0[g]);
-        }
-    }
-    let mut remaining = count.saturating_sub(2);
-    while remaining >= 2 {
-        let mut pairs = [(zero, zero); G];
-        for g in 0..G {
-            pairs[g] = streams[g].next_pair();
-        }
-        for g in 0..G {
-            accumulate(&mut s[g], &mut q[g], pairs[g].0, z0[g]);
-            accumulate(&mut s[g], &mut q[g], pairs[g].1, z0[g]);
-        }
-        remaining -= 2;
-    }
-    if remaining == 1 {
-        for g in 0..G {
-            let z = streams[g].next_pair().0;
-            accumulate(&mut s[g], &mut q[g], z, z0[g]);
-        }
-    }
-    for g in 0..G {
-        streams[g].store(&mut rngs[4 * g..]);
-        let (z0, s, q) = (values_of(z0[g]), values_of(s[g]), values_of(q[g]));
-        for j in 0..4 {
-            (means[4 * g + j], ss[4 * g + j]) = finish_fit(z0[j], s[j], q[j], count);
+    std::hint::cold_path();
+    // SAFETY: only inlined into AVX2+FMA functions.
+    unsafe { resolve_rejections(normal, streams, words, x, inside) }
+}
+
+/// Completes the lanes outside `inside` as `StandardNormal::after_rejection` does, in the
+/// vector: lanes that need another word advance alone (masked steps of the generator).
+#[inline(always)]
+unsafe fn resolve_rejections(
+    normal: &StandardNormal,
+    streams: &mut Streams,
+    mut words: __m256i,
+    mut values: __m256d,
+    inside: i32,
+) -> __m256d {
+    // SAFETY (intrinsics): only inlined into AVX2+FMA functions.
+    unsafe {
+        let mut pending = ALL_LANES & !inside;
+        loop {
+            // Layer 0: the tail, on the lane's own stream (2.6e-4 of draws).
+            let base = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(
+                _mm256_and_si256(words, _mm256_set1_epi64x(0xff)),
+                _mm256_setzero_si256(),
+            ))) & pending;
+            if base != 0 {
+                let (mut out, lane_words) = (values_of(values), words_of(words));
+                for j in (0..4).filter(|j| base & (1 << j) != 0) {
+                    let mut rng = streams.lane(j);
+                    let (_, negative, _) = normal.rejected_candidate(lane_words[j]);
+                    out[j] = StandardNormal::tail(&mut rng, negative);
+                    streams.set_lane(j, &rng);
+                }
+                values = _mm256_loadu_pd(out.as_ptr());
+                pending &= !base;
+                if pending == 0 {
+                    return values;
+                }
+            }
+            // The wedge test, with each pending lane's next word.
+            let uniform_words = streams.next_masked(pending);
+            let uniform =
+                _mm256_sub_pd(with_mantissa(uniform_words, ONE_BITS), _mm256_set1_pd(1.0));
+            let (f_layer, f_next) = lookup_pairs(&normal.t.f_pairs, words);
+            let y = _mm256_add_pd(
+                f_next,
+                _mm256_mul_pd(_mm256_sub_pd(f_layer, f_next), uniform),
+            );
+            let density = vmath::avx2::exp(_mm256_mul_pd(
+                _mm256_mul_pd(_mm256_set1_pd(-0.5), values),
+                values,
+            ));
+            pending &= !_mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(y, density));
+            if pending == 0 {
+                return values;
+            }
+            // A fresh draw for the lanes still pending.
+            let fresh = streams.next_masked(pending);
+            let (x, fresh_inside) = candidates(normal, fresh);
+            let mask = lane_mask(pending);
+            values = _mm256_blendv_pd(values, x, _mm256_castsi256_pd(mask));
+            words = _mm256_blendv_epi8(words, fresh, mask);
+            pending &= !fresh_inside;
+            if pending == 0 {
+                return values;
+            }
         }
     }
 }
