@@ -6,7 +6,7 @@
 //! of four); the caller runs the scalar code on the rest.
 
 use super::{ChiSquareConstants, FOUR_BITS, HALF_ULP_OF_ONE, finish_fit, next_pair};
-use crate::normal::StandardNormal;
+use crate::normal::{LAYER_MASK, LAYERS, StandardNormal};
 use crate::rng::ChainRng;
 use crate::vmath::{self, ONE_BITS};
 use std::arch::x86_64::*;
@@ -216,12 +216,12 @@ fn lane_mask(lanes: i32) -> __m256i {
     unsafe { _mm256_loadu_si256(LANE_MASKS[lanes as usize].as_ptr().cast()) }
 }
 
-/// The pair `table[word & 0xff]` of each lane, as (first elements, second elements).
+/// The pair `table[layer]` of each lane, as (first elements, second elements).
 #[inline(always)]
-fn lookup_pairs(table: &[[f64; 2]; 256], words: __m256i) -> (__m256d, __m256d) {
-    // SAFETY: the index is masked to 0..=255; only inlined into AVX2 functions.
+fn lookup_pairs(table: &[[f64; 2]; LAYERS], words: __m256i) -> (__m256d, __m256d) {
+    // SAFETY: the index is masked to the table's length; only inlined into AVX2 functions.
     unsafe {
-        let pair = |word: i64| _mm_loadu_pd(table[(word & 0xff) as usize].as_ptr());
+        let pair = |word: i64| _mm_loadu_pd(table[(word as u64 & LAYER_MASK) as usize].as_ptr());
         let low = _mm256_castsi256_si128(words);
         let high = _mm256_extracti128_si256::<1>(words);
         let even = _mm256_insertf128_pd::<1>(
@@ -284,7 +284,7 @@ unsafe fn resolve_rejections(
         loop {
             // Layer 0: the tail, on the lane's own stream (2.6e-4 of draws).
             let base = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(
-                _mm256_and_si256(words, _mm256_set1_epi64x(0xff)),
+                _mm256_and_si256(words, _mm256_set1_epi64x(LAYER_MASK as i64)),
                 _mm256_setzero_si256(),
             ))) & pending;
             if base != 0 {
