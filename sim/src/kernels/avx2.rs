@@ -422,12 +422,13 @@ pub(super) unsafe fn update_chains(
 ) -> usize {
     let groups = mean_offset.len() / 4;
     let scale = _mm256_set1_pd(z_scale);
+    // Two passes (the mean and ln sigma^2, then sigma): each iteration's dependency chain is
+    // half as long, so the CPU overlaps more iterations.
     for g in 0..groups {
         let i = 4 * g;
-        let s = load4(&sigma[i..]);
         let mo = _mm256_add_pd(
             load4(&mean_offset[i..]),
-            _mm256_mul_pd(s, _mm256_mul_pd(load4(&z[i..]), scale)),
+            _mm256_mul_pd(load4(&sigma[i..]), _mm256_mul_pd(load4(&z[i..]), scale)),
         );
         let ln_ss = vmath::avx2::ln(_mm256_max_pd(
             load4(&ss[i..]),
@@ -439,6 +440,10 @@ pub(super) unsafe fn update_chains(
         );
         store4(&mut mean_offset[i..], mo);
         store4(&mut log_variance[i..], lv);
+    }
+    for g in 0..groups {
+        let i = 4 * g;
+        let lv = load4(&log_variance[i..]);
         store4(
             &mut sigma[i..],
             vmath::avx2::exp(_mm256_mul_pd(_mm256_set1_pd(0.5), lv)),
