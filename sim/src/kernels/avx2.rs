@@ -332,7 +332,11 @@ unsafe fn resolve_rejections(
     }
 }
 
-/// `kernels::sufficient_draw_many` on the leading multiple of four chains.
+/// `kernels::sufficient_draw_many` on the leading multiple of four chains, in passes over up
+/// to `BATCH` chains: (1) the Box–Muller pair and the uniform of every group, (2) the
+/// acceptance tests, (3) rejected lanes in scalar code, (4) the boost for shape < 1. Each pass
+/// has short independent iterations that the CPU overlaps; each stream is still consumed in
+/// the scalar code's order (pair, uniform, then whatever a rejection needs, then the boost).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -343,68 +347,103 @@ pub(super) unsafe fn sufficient_draw_many(
     zs: &mut [f64],
     ss: &mut [f64],
 ) -> usize {
+    let done = rngs.len() / 4 * 4;
+    let mut start = 0;
+    while start < done {
+        let end = (start + SUFFICIENT_BATCH).min(done);
+        sufficient_batch(&mut rngs[start..end], chi, &mut zs[start..end], &mut ss[start..end]);
+        start = end;
+    }
+    done
+}
+
+const SUFFICIENT_BATCH: usize = 64;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn sufficient_batch(
+    rngs: &mut [ChainRng],
+    chi: &ChiSquareConstants,
+    zs: &mut [f64],
+    ss: &mut [f64],
+) {
     let groups = rngs.len() / 4;
     let (c, d) = (_mm256_set1_pd(chi.c), _mm256_set1_pd(chi.d));
     let one = _mm256_set1_pd(1.0);
+    let mut xs = [0.0f64; SUFFICIENT_BATCH];
+    let mut us = [0.0f64; SUFFICIENT_BATCH];
+    // Per group: whether every 1 + c x > 0 (then the uniform was drawn), and the accepted lanes.
+    let mut positive = [false; SUFFICIENT_BATCH / 4];
+    let mut accepted = [0i32; SUFFICIENT_BATCH / 4];
+    // Pass 1: pair and uniform.
     for g in 0..groups {
-        let chains = 4 * g..4 * g + 4;
-        let mut streams = Streams::load(&rngs[chains.clone()]);
+        let i = 4 * g;
+        let mut streams = Streams::load(&rngs[i..]);
         let (z, x) = streams.next_pair();
         let v = _mm256_add_pd(one, _mm256_mul_pd(c, x));
-        let positive = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, _mm256_setzero_pd()));
-        let gamma = if positive == 0b1111 {
-            let v = _mm256_mul_pd(_mm256_mul_pd(v, v), v);
-            let u = streams.open01();
-            // chi.accepts, lane-wise: squeeze | exact.
-            let x2 = _mm256_mul_pd(x, x);
-            let squeeze = _mm256_cmp_pd::<_CMP_LT_OQ>(
-                u,
-                _mm256_sub_pd(
-                    one,
-                    _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.0331), x2), x2),
-                ),
-            );
-            let bound = _mm256_add_pd(
-                _mm256_mul_pd(_mm256_set1_pd(0.5), x2),
-                _mm256_mul_pd(d, _mm256_add_pd(_mm256_sub_pd(one, v), vmath::avx2::ln(v))),
-            );
-            let exact = _mm256_cmp_pd::<_CMP_LT_OQ>(vmath::avx2::ln(u), bound);
-            let accepted = _mm256_movemask_pd(_mm256_or_pd(squeeze, exact));
-            let mut gamma = values_of(_mm256_mul_pd(d, v));
-            // Rejected lanes draw a new candidate and continue as the scalar loop does.
-            for j in (0..4).filter(|j| accepted & (1 << j) == 0) {
-                let mut rng = streams.lane(j);
-                let candidate = next_pair(&mut rng).0;
-                gamma[j] = chi.gamma_from(&mut rng, candidate);
-                streams.set_lane(j, &rng);
+        positive[g] =
+            _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, _mm256_setzero_pd())) == 0b1111;
+        if positive[g] {
+            store4(&mut us[i..], streams.open01());
+        }
+        streams.store(&mut rngs[i..]);
+        store4(&mut zs[i..], z);
+        store4(&mut xs[i..], x);
+    }
+    // Pass 2: chi.accepts, lane-wise (squeeze | exact), and the candidate gamma d v.
+    for g in 0..groups {
+        if !positive[g] {
+            continue;
+        }
+        let i = 4 * g;
+        let x = load4(&xs[i..]);
+        let u = load4(&us[i..]);
+        let v = _mm256_add_pd(one, _mm256_mul_pd(c, x));
+        let v = _mm256_mul_pd(_mm256_mul_pd(v, v), v);
+        let x2 = _mm256_mul_pd(x, x);
+        let squeeze = _mm256_cmp_pd::<_CMP_LT_OQ>(
+            u,
+            _mm256_sub_pd(
+                one,
+                _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.0331), x2), x2),
+            ),
+        );
+        let bound = _mm256_add_pd(
+            _mm256_mul_pd(_mm256_set1_pd(0.5), x2),
+            _mm256_mul_pd(d, _mm256_add_pd(_mm256_sub_pd(one, v), vmath::avx2::ln(v))),
+        );
+        let exact = _mm256_cmp_pd::<_CMP_LT_OQ>(vmath::avx2::ln(u), bound);
+        accepted[g] = _mm256_movemask_pd(_mm256_or_pd(squeeze, exact));
+        store4(&mut ss[i..], _mm256_mul_pd(d, v));
+    }
+    // Pass 3: the rest in scalar code, on each lane's own stream.
+    for g in 0..groups {
+        for j in 0..4 {
+            let i = 4 * g + j;
+            if !positive[g] {
+                // Some 1 + c x <= 0 (only for small dof): the scalar loop from candidate x.
+                ss[i] = chi.gamma_from(&mut rngs[i], xs[i]);
+            } else if accepted[g] & (1 << j) == 0 {
+                let candidate = next_pair(&mut rngs[i]).0;
+                ss[i] = chi.gamma_from(&mut rngs[i], candidate);
             }
-            gamma
-        } else {
-            // Some 1 + c x <= 0 (only for small dof): every lane continues in scalar code.
-            let x = values_of(x);
-            std::array::from_fn(|j| {
-                let mut rng = streams.lane(j);
-                let gamma = chi.gamma_from(&mut rng, x[j]);
-                streams.set_lane(j, &rng);
-                gamma
-            })
-        };
-        let mut gamma = load4(&gamma);
+        }
+    }
+    // Pass 4: the boost for shape < 1, and SS = 2 Gamma.
+    for g in 0..groups {
+        let i = 4 * g;
+        let mut gamma = load4(&ss[i..]);
         if let Some(inv_shape) = chi.boost {
+            let mut streams = Streams::load(&rngs[i..]);
             let u = streams.open01();
+            streams.store(&mut rngs[i..]);
             gamma = _mm256_mul_pd(
                 gamma,
                 vmath::avx2::exp(_mm256_mul_pd(vmath::avx2::ln(u), _mm256_set1_pd(inv_shape))),
             );
         }
-        streams.store(&mut rngs[chains.clone()]);
-        store4(&mut zs[chains.start..], z);
-        store4(
-            &mut ss[chains.start..],
-            _mm256_mul_pd(_mm256_set1_pd(2.0), gamma),
-        );
+        store4(&mut ss[i..], _mm256_mul_pd(_mm256_set1_pd(2.0), gamma));
     }
-    4 * groups
 }
 
 /// `kernels::update_chains` on the leading multiple of four chains.
