@@ -3,18 +3,10 @@
 //! returns the scalar results bit for bit (tested). The vector path is used when the CPU has
 //! AVX2 and FMA; either way a chain's result depends only on its own stream.
 //!
-//! The `exact` method's normals come from the ziggurat (`crate::normal`), whose fast path is a
-//! table lookup and a comparison; the vector kernel resolves the 1.5% of rejected candidates
-//! inside the vector, lane by lane on each lane's own stream.
-//!
-//! The `sufficient` method's normals come in Box–Muller pairs, which have no data-dependent
-//! branches: from two words w1, w2 of a stream, u1 = 1 - (w1 >> 12) 2^-52 in (0, 1] and
-//! v = 4 (w2 >> 12) 2^-52 in [0, 4), and
-//!
-//!   (z1, z2) = sqrt(-2 ln u1) (cos(pi v / 2), sin(pi v / 2)),
-//!
-//! two independent N(0, 1) variates (|z| <= 8.49 by the resolution of u1; P(|Z| > 8.49) is
-//! 2e-17). `ln`, `sin` and `cos` are `crate::vmath`'s, so results do not depend on the C library.
+//! Normals come from the ziggurat (`crate::normal`), whose fast path is a table lookup and a
+//! comparison; the vector kernel resolves the 0.43% of rejected candidates inside the vector,
+//! lane by lane on each lane's own stream. `ln` and `exp` are `crate::vmath`'s, so results do
+//! not depend on the C library.
 
 use crate::normal::StandardNormal;
 use crate::rng::ChainRng;
@@ -22,24 +14,6 @@ use crate::vmath;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
-
-const FOUR_BITS: u64 = 0x4010_0000_0000_0000;
-
-/// Two independent standard normals from two 64-bit words (see the module notes).
-#[inline]
-pub fn box_muller(w1: u64, w2: u64) -> (f64, f64) {
-    let u1 = 2.0 - f64::from_bits((w1 >> 12) | vmath::ONE_BITS);
-    let radius = (-2.0 * vmath::ln(u1)).sqrt();
-    let v = f64::from_bits((w2 >> 12) | FOUR_BITS) - 4.0;
-    let (sin, cos) = vmath::sin_cos_quarter_turns(v);
-    (radius * cos, radius * sin)
-}
-
-#[inline]
-fn next_pair(rng: &mut ChainRng) -> (f64, f64) {
-    let w1 = rng.next_u64();
-    box_muller(w1, rng.next_u64())
-}
 
 /// Uniform on (0, 1) from one word: ((w >> 12) + 1/2) 2^-52, computed exactly.
 #[inline]
@@ -135,7 +109,7 @@ impl ChiSquareConstants {
                     return self.d * v;
                 }
             }
-            x = next_pair(rng).0;
+            x = StandardNormal::new().sample(rng);
         }
     }
 
@@ -150,9 +124,11 @@ impl ChiSquareConstants {
 
 /// The `sufficient` method's draw: a standard normal z (the fitted mean is mu + sigma z /
 /// sqrt(M)) and SS ~ chi-square(M - 1) (the fitted variance is sigma^2 SS / divisor),
-/// independent. One Box–Muller pair gives z and the gamma sampler's first candidate.
+/// independent. Two normals give z and the gamma sampler's first candidate.
 pub fn sufficient_draw(rng: &mut ChainRng, chi: &ChiSquareConstants) -> (f64, f64) {
-    let (z, x) = next_pair(rng);
+    let normal = StandardNormal::new();
+    let z = normal.sample(rng);
+    let x = normal.sample(rng);
     let g = chi.gamma_from(rng, x);
     (z, 2.0 * chi.boosted(rng, g))
 }

@@ -7,8 +7,6 @@
 //! - `exp`: Cody–Waite reduction by ln 2 and the Taylor polynomial of degree 13 on
 //!   |r| <= ln 2 / 2 (truncation < 5e-18); inputs are clamped to [-708, 709], so results below
 //!   exp(-708) ~ 3e-308 are returned as exp(-708) instead of a subnormal.
-//! - `sin_cos_quarter_turns`: sin and cos of (pi/2) v for v in [0, 4], by exact reduction to
-//!   the nearest quarter turn and fdlibm's kernel polynomials on [-pi/4, pi/4].
 
 // fdlibm's coefficients are kept exactly as published (more digits than a double holds).
 #![allow(clippy::excessive_precision)]
@@ -31,19 +29,6 @@ const LG4: f64 = 2.222_219_843_214_978_396e-01;
 const LG5: f64 = 1.818_357_216_161_805_012e-01;
 const LG6: f64 = 1.531_383_769_920_937_332e-01;
 const LG7: f64 = 1.479_819_860_511_658_591e-01;
-
-const S1: f64 = -1.666_666_666_666_663_243_48e-01;
-const S2: f64 = 8.333_333_333_322_489_461_24e-03;
-const S3: f64 = -1.984_126_982_985_794_931_34e-04;
-const S4: f64 = 2.755_731_370_707_006_767_89e-06;
-const S5: f64 = -2.505_076_025_340_686_341_95e-08;
-const S6: f64 = 1.589_690_995_211_550_102_21e-10;
-const C1: f64 = 4.166_666_666_666_660_190_37e-02;
-const C2: f64 = -1.388_888_888_887_410_957_49e-03;
-const C3: f64 = 2.480_158_728_947_672_941_78e-05;
-const C4: f64 = -2.755_731_435_139_066_330_35e-07;
-const C5: f64 = 2.087_572_321_298_174_827_90e-09;
-const C6: f64 = -1.135_964_755_778_819_482_65e-11;
 
 const EXP_MIN: f64 = -708.0;
 const EXP_MAX: f64 = 709.0;
@@ -101,43 +86,6 @@ pub fn exp(x: f64) -> f64 {
     er * f64::from_bits(k_int.wrapping_add(1023) << 52)
 }
 
-/// sin and cos of t on [-pi/4, pi/4] (fdlibm's kernels).
-#[inline]
-fn sin_cos_kernel(t: f64) -> (f64, f64) {
-    let z = t * t;
-    let ps = S6
-        .mul_add(z, S5)
-        .mul_add(z, S4)
-        .mul_add(z, S3)
-        .mul_add(z, S2)
-        .mul_add(z, S1);
-    let pc = C6
-        .mul_add(z, C5)
-        .mul_add(z, C4)
-        .mul_add(z, C3)
-        .mul_add(z, C2)
-        .mul_add(z, C1);
-    (
-        (t * z).mul_add(ps, t),
-        (z * z).mul_add(pc, 0.5f64.mul_add(-z, 1.0)),
-    )
-}
-
-/// (sin, cos) of (pi/2) v for v in [0, 4]. The reduction v - round(v) is exact.
-#[inline]
-pub fn sin_cos_quarter_turns(v: f64) -> (f64, f64) {
-    let k = v.round_ties_even();
-    let (s, c) = sin_cos_kernel((v - k) * std::f64::consts::FRAC_PI_2);
-    let quadrant = (k + TWO_52).to_bits() & 3;
-    let (a, b) = if quadrant & 1 == 1 { (s, c) } else { (c, s) };
-    let cos_sign = ((quadrant ^ (quadrant >> 1)) & 1) << 63;
-    let sin_sign = ((quadrant >> 1) & 1) << 63;
-    (
-        f64::from_bits(b.to_bits() ^ sin_sign),
-        f64::from_bits(a.to_bits() ^ cos_sign),
-    )
-}
-
 /// The AVX2/FMA twins of the functions above, four lanes at a time.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
@@ -188,8 +136,6 @@ pub(crate) mod avx2 {
 
     static LN_EVEN: [Splat; 3] = splats([LG6, LG4, LG2]);
     static LN_ODD: [Splat; 4] = splats([LG7, LG5, LG3, LG1]);
-    static SIN: [Splat; 6] = splats([S6, S5, S4, S3, S2, S1]);
-    static COS: [Splat; 6] = splats([C6, C5, C4, C3, C2, C1]);
     static EXP: [Splat; 12] = splats(EXP_TAYLOR);
 
     #[inline(always)]
@@ -268,46 +214,6 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// `super::sin_cos_quarter_turns` on four lanes.
-    #[inline(always)]
-    pub(crate) fn sin_cos_quarter_turns(v: __m256d) -> (__m256d, __m256d) {
-        // SAFETY: only inlined into AVX2+FMA functions.
-        unsafe {
-            let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-            let t = _mm256_mul_pd(_mm256_sub_pd(v, k), splat(std::f64::consts::FRAC_PI_2));
-            let z = _mm256_mul_pd(t, t);
-            let ps = horner(z, &SIN);
-            let pc = horner(z, &COS);
-            let s = fma(_mm256_mul_pd(t, z), ps, t);
-            let c = fma(
-                _mm256_mul_pd(z, z),
-                pc,
-                fma(splat(0.5), _mm256_sub_pd(splat(0.0), z), splat(1.0)),
-            );
-            let quadrant = _mm256_and_si256(
-                _mm256_castpd_si256(_mm256_add_pd(k, splat(TWO_52))),
-                bits(3),
-            );
-            let odd = _mm256_castsi256_pd(_mm256_cmpeq_epi64(
-                _mm256_and_si256(quadrant, bits(1)),
-                bits(1),
-            ));
-            let a = _mm256_blendv_pd(c, s, odd);
-            let b = _mm256_blendv_pd(s, c, odd);
-            let one = bits(1);
-            let cos_sign = _mm256_slli_epi64::<63>(_mm256_and_si256(
-                _mm256_xor_si256(quadrant, _mm256_srli_epi64::<1>(quadrant)),
-                one,
-            ));
-            let sin_sign =
-                _mm256_slli_epi64::<63>(_mm256_and_si256(_mm256_srli_epi64::<1>(quadrant), one));
-            (
-                _mm256_xor_pd(b, _mm256_castsi256_pd(sin_sign)),
-                _mm256_xor_pd(a, _mm256_castsi256_pd(cos_sign)),
-            )
-        }
-    }
-
     #[cfg(test)]
     #[target_feature(enable = "avx2,fma")]
     pub(crate) fn apply(f: fn(__m256d) -> __m256d, x: [f64; 4]) -> [f64; 4] {
@@ -315,19 +221,6 @@ pub(crate) mod avx2 {
         // SAFETY: 32 readable/writable bytes.
         unsafe { _mm256_storeu_pd(out.as_mut_ptr(), f(_mm256_loadu_pd(x.as_ptr()))) };
         out
-    }
-
-    #[cfg(test)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) fn apply_sin_cos(v: [f64; 4]) -> ([f64; 4], [f64; 4]) {
-        let (mut s, mut c) = ([0.0; 4], [0.0; 4]);
-        // SAFETY: 32 readable/writable bytes each.
-        unsafe {
-            let (sv, cv) = sin_cos_quarter_turns(_mm256_loadu_pd(v.as_ptr()));
-            _mm256_storeu_pd(s.as_mut_ptr(), sv);
-            _mm256_storeu_pd(c.as_mut_ptr(), cv);
-        }
-        (s, c)
     }
 }
 
@@ -378,23 +271,6 @@ mod tests {
         assert_eq!(exp(-1e9), exp(EXP_MIN));
     }
 
-    #[test]
-    fn sin_cos_match_libm() {
-        for i in 0..=400_000 {
-            let v = i as f64 * 1e-5;
-            let (s, c) = sin_cos_quarter_turns(v);
-            let angle = v * std::f64::consts::FRAC_PI_2;
-            // The reference angle itself carries a rounding of ~4 ulp(2 pi).
-            assert!((s - angle.sin()).abs() < 4e-15, "sin at v = {v}: {s}");
-            assert!((c - angle.cos()).abs() < 4e-15, "cos at v = {v}: {c}");
-            // 1 ulp in s and c (2.2e-16 each, times |s|, |c| <= 1) plus three roundings of
-            // the check itself (1.1e-16 each).
-            assert!((s * s + c * c - 1.0).abs() < 8e-16, "v = {v}");
-        }
-        assert_eq!(sin_cos_quarter_turns(0.0), (0.0, 1.0));
-        assert_eq!(sin_cos_quarter_turns(2.0).1, -1.0);
-    }
-
     #[cfg(target_arch = "x86_64")]
     proptest! {
         /// Vector lanes give the scalar bits.
@@ -410,13 +286,6 @@ mod tests {
             let got = unsafe { avx2::apply(avx2::exp, args) };
             for (g, x) in got.iter().zip(args) {
                 prop_assert_eq!(g.to_bits(), exp(x).to_bits());
-            }
-            let quarter_turns = words.map(|w| 4.0 * (f64::from_bits((w >> 12) | ONE_BITS) - 1.0));
-            let (s, c) = unsafe { avx2::apply_sin_cos(quarter_turns) };
-            for j in 0..4 {
-                let (rs, rc) = sin_cos_quarter_turns(quarter_turns[j]);
-                prop_assert_eq!(s[j].to_bits(), rs.to_bits());
-                prop_assert_eq!(c[j].to_bits(), rc.to_bits());
             }
         }
     }

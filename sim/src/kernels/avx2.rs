@@ -5,7 +5,7 @@
 //! exactly as by the scalar code. Each function returns how many chains it handled (a multiple
 //! of four); the caller runs the scalar code on the rest.
 
-use super::{ChiSquareConstants, FOUR_BITS, HALF_ULP_OF_ONE, finish_fit, next_pair};
+use super::{ChiSquareConstants, HALF_ULP_OF_ONE, finish_fit};
 use crate::normal::{LAYER_MASK, LAYERS, StandardNormal};
 use crate::rng::ChainRng;
 use crate::vmath::{self, ONE_BITS};
@@ -85,21 +85,6 @@ impl Streams {
             *now = unsafe { _mm256_blendv_epi8(*now, old, keep) };
         }
         words
-    }
-
-    /// `kernels::next_pair` on every lane.
-    #[inline(always)]
-    fn next_pair(&mut self) -> (__m256d, __m256d) {
-        let w1 = self.next();
-        let w2 = self.next();
-        // SAFETY: only inlined into AVX2+FMA functions.
-        unsafe {
-            let u1 = _mm256_sub_pd(_mm256_set1_pd(2.0), with_mantissa(w1, ONE_BITS));
-            let radius = _mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(-2.0), vmath::avx2::ln(u1)));
-            let v = _mm256_sub_pd(with_mantissa(w2, FOUR_BITS), _mm256_set1_pd(4.0));
-            let (sin, cos) = vmath::avx2::sin_cos_quarter_turns(v);
-            (_mm256_mul_pd(radius, cos), _mm256_mul_pd(radius, sin))
-        }
     }
 
     /// `kernels::open01` on every lane.
@@ -333,10 +318,10 @@ unsafe fn resolve_rejections(
 }
 
 /// `kernels::sufficient_draw_many` on the leading multiple of four chains, in passes over up
-/// to `BATCH` chains: (1) the Box–Muller pair and the uniform of every group, (2) the
+/// to `BATCH` chains: (1) the two normals and the uniform of every group, (2) the
 /// acceptance tests, (3) rejected lanes in scalar code, (4) the boost for shape < 1. Each pass
 /// has short independent iterations that the CPU overlaps; each stream is still consumed in
-/// the scalar code's order (pair, uniform, then whatever a rejection needs, then the boost).
+/// the scalar code's order (normals, uniform, then whatever a rejection needs, then the boost).
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA.
@@ -351,7 +336,12 @@ pub(super) unsafe fn sufficient_draw_many(
     let mut start = 0;
     while start < done {
         let end = (start + SUFFICIENT_BATCH).min(done);
-        sufficient_batch(&mut rngs[start..end], chi, &mut zs[start..end], &mut ss[start..end]);
+        sufficient_batch(
+            &mut rngs[start..end],
+            chi,
+            &mut zs[start..end],
+            &mut ss[start..end],
+        );
         start = end;
     }
     done
@@ -368,6 +358,7 @@ fn sufficient_batch(
     ss: &mut [f64],
 ) {
     let groups = rngs.len() / 4;
+    let normal = StandardNormal::new();
     let (c, d) = (_mm256_set1_pd(chi.c), _mm256_set1_pd(chi.d));
     let one = _mm256_set1_pd(1.0);
     let mut xs = [0.0f64; SUFFICIENT_BATCH];
@@ -375,15 +366,16 @@ fn sufficient_batch(
     // Per group: whether every 1 + c x > 0 (then the uniform was drawn), and the accepted lanes.
     let mut positive = [false; SUFFICIENT_BATCH / 4];
     let mut accepted = [0i32; SUFFICIENT_BATCH / 4];
-    // Pass 1: pair and uniform.
-    for g in 0..groups {
+    // Pass 1: two normals and the uniform.
+    for (g, all_positive) in positive.iter_mut().enumerate().take(groups) {
         let i = 4 * g;
         let mut streams = Streams::load(&rngs[i..]);
-        let (z, x) = streams.next_pair();
+        let z = ziggurat(&normal, &mut streams);
+        let x = ziggurat(&normal, &mut streams);
         let v = _mm256_add_pd(one, _mm256_mul_pd(c, x));
-        positive[g] =
+        *all_positive =
             _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, _mm256_setzero_pd())) == 0b1111;
-        if positive[g] {
+        if *all_positive {
             store4(&mut us[i..], streams.open01());
         }
         streams.store(&mut rngs[i..]);
@@ -424,7 +416,7 @@ fn sufficient_batch(
                 // Some 1 + c x <= 0 (only for small dof): the scalar loop from candidate x.
                 ss[i] = chi.gamma_from(&mut rngs[i], xs[i]);
             } else if accepted[g] & (1 << j) == 0 {
-                let candidate = next_pair(&mut rngs[i]).0;
+                let candidate = normal.sample(&mut rngs[i]);
                 ss[i] = chi.gamma_from(&mut rngs[i], candidate);
             }
         }

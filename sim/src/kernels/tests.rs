@@ -13,63 +13,24 @@ fn ks_scaled(xs: &mut [f64], cdf: impl Fn(f64) -> f64) -> f64 {
 }
 
 #[test]
-fn box_muller_pairs_are_independent_normals() {
-    let normal = Normal::new(0.0, 1.0).unwrap();
-    let chi2 = ChiSquared::new(2.0).unwrap();
-    let mut rng = ChainRng::for_chain(3, stream::TEST, 0);
-    let n = 200_000;
-    let pairs: Vec<(f64, f64)> = (0..n).map(|_| next_pair(&mut rng)).collect();
-    let mut first: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    let mut second: Vec<f64> = pairs.iter().map(|p| p.1).collect();
-    // Rotation invariance: z1^2 + z2^2 ~ chi-square(2) only if the pair is jointly normal.
-    let mut radius2: Vec<f64> = pairs.iter().map(|p| p.0 * p.0 + p.1 * p.1).collect();
-    let correlation = pairs.iter().map(|p| p.0 * p.1).sum::<f64>() / n as f64;
-    assert!(ks_scaled(&mut first, |x| normal.cdf(x)) < KS_CRITICAL);
-    assert!(ks_scaled(&mut second, |x| normal.cdf(x)) < KS_CRITICAL);
-    assert!(ks_scaled(&mut radius2, |x| chi2.cdf(x)) < KS_CRITICAL);
-    assert!(
-        correlation.abs() < 5.0 / (n as f64).sqrt(),
-        "corr {correlation}"
-    );
-    // Power: a 4% scale error (sqrt(n) D ~ 0.24 * 0.04 * 447 = 4.3) is caught.
-    let mut scaled: Vec<f64> = first.iter().map(|x| 1.04 * x).collect();
-    assert!(ks_scaled(&mut scaled, |x| normal.cdf(x)) > KS_CRITICAL);
-}
-
-#[test]
-fn box_muller_extremes() {
-    // u1 = 1 gives radius 0; the smallest u1 (2^-52) gives the largest radius, sqrt(104 ln 2).
-    assert_eq!(box_muller(0, 0).0.abs(), 0.0);
-    let (z, _) = box_muller(u64::MAX, 0);
-    assert!(
-        (z - (104.0 * std::f64::consts::LN_2).sqrt()).abs() < 1e-14,
-        "{z}"
-    );
-    // v = 1 is a quarter turn: all of the radius goes to the second normal.
-    let (a, b) = box_muller(u64::MAX, 1 << 62);
-    assert_eq!(a.abs(), 0.0);
-    assert!(b > 8.4);
-}
-
-#[test]
 fn value_stability() {
     let mut rng = ChainRng::for_chain(2024, stream::TEST, 0);
-    let pair = next_pair(&mut rng);
     let fit = fit_normals(&mut rng, 7);
     let draw = sufficient_draw(&mut rng, &ChiSquareConstants::new(99.0));
-    let got = [pair.0, pair.1, fit.0, fit.1, draw.0, draw.1];
+    let boosted = sufficient_draw(&mut rng, &ChiSquareConstants::new(1.0));
+    let got = [fit.0, fit.1, draw.0, draw.1, boosted.0, boosted.1];
     for (g, p) in got.iter().zip(PINNED) {
         assert_eq!(g.to_bits(), p.to_bits(), "got {got:?}");
     }
 }
 
 const PINNED: [f64; 6] = [
-    -0.5145853198972107,
-    -1.9416291874485,
-    0.037947345096742024,
-    6.1697039239305855,
-    -0.49141546627666777,
-    89.82356986654473,
+    0.21203081232102705,
+    7.073384291146181,
+    0.05436153777280728,
+    100.27020538300094,
+    0.31663735437057094,
+    0.3812259955008981,
 ];
 
 /// The fitted mean of M standard normals is N(0, 1/M) and the sum of squares chi-square(M - 1),
