@@ -285,21 +285,21 @@ fn block_stats(
     sigma: f64,
     collapse_threshold: f64,
 ) -> BlockStats {
-    let len = mean_offset.len();
-    let mut columns = [[0.0f64; CHUNK]; 5];
     let mut collapsed = 0;
-    for i in 0..len {
-        let (s, lv) = (sigma_n[i], log_variance[i]);
-        let a = mean_offset[i] * mean_offset[i];
-        let w2 = a + (s - sigma) * (s - sigma);
-        for (column, v) in columns.iter_mut().zip([s * s, s, lv, a, w2]) {
-            column[i] = v;
-        }
-        collapsed += u64::from(lv < collapse_threshold);
-        w2s[i] = w2;
+    for (i, w2) in w2s.iter_mut().enumerate() {
+        let s = sigma_n[i];
+        *w2 = mean_offset[i] * mean_offset[i] + (s - sigma) * (s - sigma);
+        collapsed += u64::from(log_variance[i] < collapse_threshold);
     }
+    let len = w2s.len();
     BlockStats {
-        acc: std::array::from_fn(|q| Accumulator::from_slice(&columns[q][..len])),
+        acc: [
+            Accumulator::from_fn(len, |i| sigma_n[i] * sigma_n[i]),
+            Accumulator::from_slice(sigma_n),
+            Accumulator::from_slice(log_variance),
+            Accumulator::from_fn(len, |i| mean_offset[i] * mean_offset[i]),
+            Accumulator::from_slice(w2s),
+        ],
         collapsed,
     }
 }

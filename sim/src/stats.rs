@@ -51,19 +51,26 @@ impl Accumulator {
     /// pass keeps four partial sums (values i mod 4), combined in a fixed order at the end:
     /// independent sums pipeline (and vectorise), and the order never depends on threads.
     pub fn from_slice(values: &[f64]) -> Accumulator {
-        if values.is_empty() {
+        Accumulator::from_fn(values.len(), |i| values[i])
+    }
+
+    /// `from_slice` of the values `value(0), ..., value(len - 1)`, computed twice each instead
+    /// of stored.
+    #[inline]
+    pub fn from_fn(len: usize, value: impl Fn(usize) -> f64) -> Accumulator {
+        if len == 0 {
             return Accumulator::default();
         }
-        let n = values.len() as f64;
-        let (chunks, rest) = values.as_chunks::<4>();
+        let n = len as f64;
+        let whole = len / 4 * 4;
         let mut sums = [0.0f64; 4];
-        for chunk in chunks {
-            for (sum, &v) in sums.iter_mut().zip(chunk) {
-                *sum += v;
+        for base in (0..whole).step_by(4) {
+            for (lane, sum) in sums.iter_mut().enumerate() {
+                *sum += value(base + lane);
             }
         }
-        for (lane, &v) in rest.iter().enumerate() {
-            sums[lane] += v;
+        for (lane, i) in (whole..len).enumerate() {
+            sums[lane] += value(i);
         }
         let mean = ((sums[0] + sums[1]) + (sums[2] + sums[3])) / n;
         let (mut m2, mut m3, mut m4) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
@@ -74,13 +81,13 @@ impl Accumulator {
             m3[lane] += d2 * d;
             m4[lane] += d2 * d2;
         };
-        for chunk in chunks {
-            for (lane, &v) in chunk.iter().enumerate() {
-                add(lane, v);
+        for base in (0..whole).step_by(4) {
+            for lane in 0..4 {
+                add(lane, value(base + lane));
             }
         }
-        for (lane, &v) in rest.iter().enumerate() {
-            add(lane, v);
+        for (lane, i) in (whole..len).enumerate() {
+            add(lane, value(i));
         }
         let total = |p: [f64; 4]| (p[0] + p[1]) + (p[2] + p[3]);
         Accumulator {
