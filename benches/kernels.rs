@@ -23,7 +23,7 @@ fn normals(c: &mut Criterion) {
         let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
         b.iter(|| black_box(sampler.sum_and_sum_sq(&mut rng, count)))
     });
-    // The exact method's kernel: fits of M = 100 Box–Muller normals for a block of 256 chains,
+    // The exact method's kernel: fits of M = 100 ziggurat normals for a block of 256 chains,
     // one chain at a time in the portable scalar code and four chains per vector (AVX2/FMA).
     group.throughput(Throughput::Elements(256 * 100));
     let mut block: Vec<ChainRng> = (0..256)

@@ -119,35 +119,13 @@ pub(crate) mod avx2 {
         unsafe { _mm256_fmadd_pd(a, b, c) }
     }
 
-    /// A coefficient in all four lanes, stored as a full vector: the FMA reads it as a memory
-    /// operand instead of re-broadcasting it on every use.
-    #[repr(align(32))]
-    struct Splat([f64; 4]);
-
-    const fn splats<const N: usize>(c: [f64; N]) -> [Splat; N] {
-        let mut out = [const { Splat([0.0; 4]) }; N];
-        let mut i = 0;
-        while i < N {
-            out[i] = Splat([c[i]; 4]);
-            i += 1;
-        }
-        out
-    }
-
-    static LN_EVEN: [Splat; 3] = splats([LG6, LG4, LG2]);
-    static LN_ODD: [Splat; 4] = splats([LG7, LG5, LG3, LG1]);
-    static EXP: [Splat; 12] = splats(EXP_TAYLOR);
-
     #[inline(always)]
-    fn horner(x: __m256d, coefficients: &[Splat]) -> __m256d {
-        // SAFETY: aligned 32-byte vectors; only inlined into AVX2+FMA functions.
-        unsafe {
-            let mut p = _mm256_load_pd(coefficients[0].0.as_ptr());
-            for c in &coefficients[1..] {
-                p = fma(p, x, _mm256_load_pd(c.0.as_ptr()));
-            }
-            p
+    fn horner(x: __m256d, coefficients: &[f64]) -> __m256d {
+        let mut p = splat(coefficients[0]);
+        for &c in &coefficients[1..] {
+            p = fma(p, x, splat(c));
         }
+        p
     }
 
     /// `super::ln` on four lanes.
@@ -177,8 +155,8 @@ pub(crate) mod avx2 {
             let s = _mm256_div_pd(f, _mm256_add_pd(splat(2.0), f));
             let z = _mm256_mul_pd(s, s);
             let w = _mm256_mul_pd(z, z);
-            let t1 = _mm256_mul_pd(w, horner(w, &LN_EVEN));
-            let t2 = _mm256_mul_pd(z, horner(w, &LN_ODD));
+            let t1 = _mm256_mul_pd(w, horner(w, &[LG6, LG4, LG2]));
+            let t2 = _mm256_mul_pd(z, horner(w, &[LG7, LG5, LG3, LG1]));
             let r = _mm256_add_pd(t2, t1);
             let hfsq = _mm256_mul_pd(_mm256_mul_pd(splat(0.5), f), f);
             let inner = _mm256_add_pd(
@@ -203,7 +181,7 @@ pub(crate) mod avx2 {
                 _mm256_mul_pd(x, splat(std::f64::consts::LOG2_E)),
             );
             let r = fma(k, splat(-LN2_LO), fma(k, splat(-LN2_HI), x));
-            let p = horner(r, &EXP);
+            let p = horner(r, &EXP_TAYLOR);
             let er = fma(_mm256_mul_pd(r, r), p, _mm256_add_pd(r, splat(1.0)));
             let k_int = _mm256_sub_epi64(
                 _mm256_castpd_si256(_mm256_add_pd(k, splat(ROUND_MAGIC))),
