@@ -15,6 +15,50 @@ use crate::vmath;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+/// Other CPUs have no vector twins: they take no chains, and the scalar code runs them all.
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    use super::ChiSquareConstants;
+    use crate::rng::ChainRng;
+
+    pub(super) unsafe fn fit_normals_many(
+        _: &mut [ChainRng],
+        _: u64,
+        _: &mut [f64],
+        _: &mut [f64],
+    ) -> usize {
+        0
+    }
+
+    pub(super) unsafe fn sufficient_draw_many(
+        _: &mut [ChainRng],
+        _: &ChiSquareConstants,
+        _: &mut [f64],
+        _: &mut [f64],
+    ) -> usize {
+        0
+    }
+
+    pub(super) unsafe fn update_chains(
+        _: &mut [f64],
+        _: &mut [f64],
+        _: &mut [f64],
+        _: (&[f64], f64),
+        _: &[f64],
+        _: f64,
+    ) -> usize {
+        0
+    }
+}
+
+/// Whether the vector twins may run: the CPU has AVX2 and FMA (checked once).
+fn vector_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return vmath::avx2::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Uniform on (0, 1) from one word: ((w >> 12) + 1/2) 2^-52, computed exactly.
 #[inline]
 fn open01(word: u64) -> f64 {
@@ -48,22 +92,41 @@ fn finish_fit(z0: f64, s: f64, q: f64, count: u64) -> (f64, f64) {
 
 /// `fit_normals` for every chain of `rngs`: means into `means`, sums of squares into `ss`.
 pub fn fit_normals_many(rngs: &mut [ChainRng], count: u64, means: &mut [f64], ss: &mut [f64]) {
+    for_each_chain(
+        rngs,
+        means,
+        ss,
+        // SAFETY: `for_each_chain` calls it only when the CPU has AVX2 and FMA.
+        |r, a, b| unsafe { avx2::fit_normals_many(r, count, a, b) },
+        |rng| fit_normals(rng, count),
+    );
+}
+
+/// Runs a kernel over chains with two outputs each: the AVX2 twin `vector` (when the CPU has
+/// AVX2 and FMA) on the leading chains it takes, returning how many, then the scalar reference
+/// `scalar` on each remaining chain.
+fn for_each_chain(
+    rngs: &mut [ChainRng],
+    first: &mut [f64],
+    second: &mut [f64],
+    vector: impl FnOnce(&mut [ChainRng], &mut [f64], &mut [f64]) -> usize,
+    mut scalar: impl FnMut(&mut ChainRng) -> (f64, f64),
+) {
     assert!(
-        rngs.len() == means.len() && rngs.len() == ss.len(),
+        rngs.len() == first.len() && rngs.len() == second.len(),
         "one output per chain"
     );
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vmath::avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        done = unsafe { avx2::fit_normals_many(rngs, count, means, ss) };
-    }
-    for ((rng, mean), s) in rngs[done..]
+    let done = if vector_kernels() {
+        vector(rngs, first, second)
+    } else {
+        0
+    };
+    for ((rng, a), b) in rngs[done..]
         .iter_mut()
-        .zip(&mut means[done..])
-        .zip(&mut ss[done..])
+        .zip(&mut first[done..])
+        .zip(&mut second[done..])
     {
-        (*mean, *s) = fit_normals(rng, count);
+        (*a, *b) = scalar(rng);
     }
 }
 
@@ -140,23 +203,14 @@ pub fn sufficient_draw_many(
     zs: &mut [f64],
     ss: &mut [f64],
 ) {
-    assert!(
-        rngs.len() == zs.len() && rngs.len() == ss.len(),
-        "one output per chain"
+    for_each_chain(
+        rngs,
+        zs,
+        ss,
+        // SAFETY: `for_each_chain` calls it only when the CPU has AVX2 and FMA.
+        |r, a, b| unsafe { avx2::sufficient_draw_many(r, chi, a, b) },
+        |rng| sufficient_draw(rng, chi),
     );
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vmath::avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        done = unsafe { avx2::sufficient_draw_many(rngs, chi, zs, ss) };
-    }
-    for ((rng, z), s) in rngs[done..]
-        .iter_mut()
-        .zip(&mut zs[done..])
-        .zip(&mut ss[done..])
-    {
-        (*z, *s) = sufficient_draw(rng, chi);
-    }
 }
 
 /// One generation's update of chain states from their draws: mu += sigma (z scale), ln sigma^2 +=
@@ -193,11 +247,9 @@ pub fn update_chains(
             .all(|&l| l == n),
         "equal block lengths"
     );
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vmath::avx2::available() {
+    let done = if vector_kernels() {
         // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        done = unsafe {
+        unsafe {
             avx2::update_chains(
                 mean_offset,
                 log_variance,
@@ -206,8 +258,10 @@ pub fn update_chains(
                 ss,
                 ln_divisor,
             )
-        };
-    }
+        }
+    } else {
+        0
+    };
     for i in done..n {
         update_chain(
             &mut mean_offset[i],

@@ -58,6 +58,7 @@ impl ChainRng {
     }
 
     /// A stream resumed from `state()` (vector kernels keep several streams in registers).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn from_state(s: [u64; 4]) -> ChainRng {
         ChainRng { s }
     }
