@@ -344,24 +344,16 @@ struct Page<'a> {
 
 impl Page<'_> {
     fn markdown(&self) -> String {
-        let Page {
-            scale,
-            seed,
-            outcomes,
-            figs,
-            schedule_stem,
-            summary,
-        } = *self;
         let mut s = String::new();
         let _ = writeln!(s, "# collapse report\n");
-        let _ = writeln!(s, "{}\n", summary_line(scale, seed, summary));
+        let _ = writeln!(s, "{}\n", summary_line(self.scale, self.seed, self.summary));
         let _ = writeln!(
             s,
             "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
         );
         let _ = writeln!(s, "## Gaussian recursion\n\n{INTRO}\n");
-        let _ = writeln!(s, "![schedules](gaussian/{schedule_stem}.png)\n");
-        for (o, files) in outcomes.iter().zip(figs) {
+        let _ = writeln!(s, "![schedules](gaussian/{}.png)\n", self.schedule_stem);
+        for (o, files) in self.outcomes.iter().zip(self.figs) {
             let (header, rows) = experiment_header(o);
             let _ = writeln!(s, "### {}\n\n{header}\n", o.experiment.name);
             let refs: Vec<&ComparisonRow> = rows.iter().collect();
@@ -374,14 +366,6 @@ impl Page<'_> {
     }
 
     fn html(&self, dir: &Path) -> Result<String, ReportError> {
-        let Page {
-            scale,
-            seed,
-            outcomes,
-            figs,
-            schedule_stem,
-            summary,
-        } = *self;
         let svg = |stem: &str| -> Result<String, ReportError> {
             let path = dir.join(format!("{stem}.svg"));
             let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
@@ -400,7 +384,7 @@ impl Page<'_> {
         let _ = writeln!(
             s,
             "<p>{}</p>",
-            html_escape(&summary_line(scale, seed, summary))
+            html_escape(&summary_line(self.scale, self.seed, self.summary))
         );
         let _ = writeln!(
             s,
@@ -411,8 +395,8 @@ impl Page<'_> {
             "<h2>Gaussian recursion</h2><p class=\"note\">{}</p>",
             html_escape(INTRO)
         );
-        let _ = writeln!(s, "<figure>{}</figure>", svg(schedule_stem)?);
-        for (o, files) in outcomes.iter().zip(figs) {
+        let _ = writeln!(s, "<figure>{}</figure>", svg(self.schedule_stem)?);
+        for (o, files) in self.outcomes.iter().zip(self.figs) {
             let (header, rows) = experiment_header(o);
             let _ = writeln!(
                 s,
