@@ -63,6 +63,17 @@ impl ChainRng {
         ChainRng { s }
     }
 
+    /// The raw state in place (vector kernels load and store it whole).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn state_ref(&self) -> &[u64; 4] {
+        &self.s
+    }
+
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn state_mut(&mut self) -> &mut [u64; 4] {
+        &mut self.s
+    }
+
     /// The raw state (for checkpoints).
     pub fn state(&self) -> [u64; 4] {
         self.s

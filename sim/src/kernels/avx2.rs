@@ -20,19 +20,20 @@ struct Streams {
 impl Streams {
     #[inline(always)]
     fn load(rngs: &[ChainRng]) -> Streams {
-        let words: [[u64; 4]; 4] =
-            std::array::from_fn(|k| std::array::from_fn(|j| rngs[j].state()[k]));
-        // SAFETY: each row is 32 readable bytes; only inlined into AVX2 functions.
-        Streams {
-            s: words.map(|w| unsafe { _mm256_loadu_si256(w.as_ptr().cast()) }),
-        }
+        assert!(rngs.len() >= 4);
+        // SAFETY: each state is 32 readable bytes; only inlined into AVX2 functions.
+        let rows: [__m256i; 4] = std::array::from_fn(|j| unsafe {
+            _mm256_loadu_si256(rngs[j].state_ref().as_ptr().cast())
+        });
+        Streams { s: transpose(rows) }
     }
 
     #[inline(always)]
     fn store(&self, rngs: &mut [ChainRng]) {
-        let words = self.s.map(words_of);
-        for (j, rng) in rngs.iter_mut().take(4).enumerate() {
-            *rng = ChainRng::from_state([words[0][j], words[1][j], words[2][j], words[3][j]]);
+        assert!(rngs.len() >= 4);
+        for (rng, row) in rngs.iter_mut().zip(transpose(self.s)) {
+            // SAFETY: each state is 32 writable bytes; only inlined into AVX2 functions.
+            unsafe { _mm256_storeu_si256(rng.state_mut().as_mut_ptr().cast(), row) };
         }
     }
 
@@ -98,6 +99,24 @@ impl Streams {
                 _mm256_set1_pd(HALF_ULP_OF_ONE),
             )
         }
+    }
+}
+
+/// The 4 x 4 transpose of 64-bit words (rows <-> lanes); its own inverse.
+#[inline(always)]
+fn transpose(rows: [__m256i; 4]) -> [__m256i; 4] {
+    // SAFETY: only inlined into AVX2 functions.
+    unsafe {
+        let t0 = _mm256_unpacklo_epi64(rows[0], rows[1]);
+        let t1 = _mm256_unpackhi_epi64(rows[0], rows[1]);
+        let t2 = _mm256_unpacklo_epi64(rows[2], rows[3]);
+        let t3 = _mm256_unpackhi_epi64(rows[2], rows[3]);
+        [
+            _mm256_permute2x128_si256::<0x20>(t0, t2),
+            _mm256_permute2x128_si256::<0x20>(t1, t3),
+            _mm256_permute2x128_si256::<0x31>(t0, t2),
+            _mm256_permute2x128_si256::<0x31>(t1, t3),
+        ]
     }
 }
 
@@ -384,8 +403,11 @@ fn sufficient_batch(
     }
     // Pass 2: chi.accepts, lane-wise: the squeeze, then the logarithmic test only for groups
     // with a lane the squeeze did not accept (about a third at dof 99; the test's result is the
-    // same either way, `squeeze | exact`). Those groups are listed without branching.
-    let mut unsqueezed = [0usize; SUFFICIENT_BATCH / 4];
+    // same either way, `squeeze | exact`). Groups with work left (that, or some 1 + c x <= 0)
+    // are listed without branching. Without the boost, SS = 2 Gamma is stored at once
+    // (doubling is exact, so the bits are those of doubling last).
+    let scale = _mm256_set1_pd(if chi.boost.is_some() { 1.0 } else { 2.0 });
+    let mut unfinished = [0usize; SUFFICIENT_BATCH / 4];
     let mut listed = 0;
     for g in 0..groups {
         let i = 4 * g;
@@ -400,17 +422,20 @@ fn sufficient_batch(
                 _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(0.0331), x2), x2),
             ),
         );
-        // Groups without the uniform (some 1 + c x <= 0) go to pass 3 whole.
+        // Groups without the uniform go to pass 3 whole.
         accepted[g] = if positive[g] {
             _mm256_movemask_pd(squeeze)
         } else {
             0
         };
-        unsqueezed[listed] = g;
-        listed += usize::from(positive[g] && accepted[g] != ALL_LANES);
-        store4(&mut ss[i..], _mm256_mul_pd(d, v));
+        unfinished[listed] = g;
+        listed += usize::from(accepted[g] != ALL_LANES);
+        store4(&mut ss[i..], _mm256_mul_pd(scale, _mm256_mul_pd(d, v)));
     }
-    for &g in &unsqueezed[..listed] {
+    for &g in &unfinished[..listed] {
+        if !positive[g] {
+            continue;
+        }
         let i = 4 * g;
         let x = load4(&xs[i..]);
         let v = _mm256_add_pd(one, _mm256_mul_pd(c, x));
@@ -424,32 +449,32 @@ fn sufficient_batch(
         accepted[g] |= _mm256_movemask_pd(exact);
     }
     // Pass 3: the rest in scalar code, on each lane's own stream.
-    for g in 0..groups {
+    let scale = if chi.boost.is_some() { 1.0 } else { 2.0 };
+    for &g in &unfinished[..listed] {
         for j in 0..4 {
             let i = 4 * g + j;
             if !positive[g] {
                 // Some 1 + c x <= 0 (only for small dof): the scalar loop from candidate x.
-                ss[i] = chi.gamma_from(&mut rngs[i], xs[i]);
+                ss[i] = scale * chi.gamma_from(&mut rngs[i], xs[i]);
             } else if accepted[g] & (1 << j) == 0 {
                 let candidate = normal.sample(&mut rngs[i]);
-                ss[i] = chi.gamma_from(&mut rngs[i], candidate);
+                ss[i] = scale * chi.gamma_from(&mut rngs[i], candidate);
             }
         }
     }
     // Pass 4: the boost for shape < 1, and SS = 2 Gamma.
-    for g in 0..groups {
-        let i = 4 * g;
-        let mut gamma = load4(&ss[i..]);
-        if let Some(inv_shape) = chi.boost {
+    if let Some(inv_shape) = chi.boost {
+        for g in 0..groups {
+            let i = 4 * g;
             let mut streams = Streams::load(&rngs[i..]);
             let u = streams.open01();
             streams.store(&mut rngs[i..]);
-            gamma = _mm256_mul_pd(
-                gamma,
+            let gamma = _mm256_mul_pd(
+                load4(&ss[i..]),
                 vmath::avx2::exp(_mm256_mul_pd(vmath::avx2::ln(u), _mm256_set1_pd(inv_shape))),
             );
+            store4(&mut ss[i..], _mm256_mul_pd(_mm256_set1_pd(2.0), gamma));
         }
-        store4(&mut ss[i..], _mm256_mul_pd(_mm256_set1_pd(2.0), gamma));
     }
 }
 
