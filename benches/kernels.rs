@@ -80,12 +80,16 @@ fn generations(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs per side of the peer comparison; each side reports its fastest (the run least
+/// disturbed by other work on the machine).
+const PEER_REPEATS: usize = 7;
+
 /// Whole-ensemble time in Rust for the numpy peer's configuration.
 fn rust_seconds(method: Method, threads: usize, chains: u64, m: u64, n: u64) -> f64 {
     let mut config = EnsembleConfig::new(chains, 1, method);
     config.threads = Some(threads);
     let spec = ensemble_spec(m, n);
-    (0..3)
+    (0..PEER_REPEATS)
         .map(|_| {
             let t = Instant::now();
             black_box(simulate(&spec, &config).expect("runs"));
@@ -108,7 +112,7 @@ fn peer_comparison() {
             "--method",
             "both",
             "--repeat",
-            "3",
+            &PEER_REPEATS.to_string(),
             "--json",
         ])
         .env("OMP_NUM_THREADS", "1")
@@ -124,7 +128,7 @@ fn peer_comparison() {
                     .flatten()
             })
     };
-    println!("\npeer comparison: R = {chains}, M = {m}, {n} generations (best of 3)");
+    println!("\npeer comparison: R = {chains}, M = {m}, {n} generations (best of {PEER_REPEATS})");
     for (method, peer_name) in [
         (Method::Exact, "literal"),
         (Method::Sufficient, "sufficient"),
