@@ -1,8 +1,8 @@
 //! Criterion benches of the simulation kernels, and the numpy peer measured in the same run.
 //!
 //! `cargo bench --bench kernels` prints criterion's estimates, then times the ensemble that
-//! `benches/peers/gaussian_numpy.py` runs (R = 10^4, M = 100, 100 generations) once in Rust and
-//! once in numpy (when python3 with numpy is available) and prints the ratio.
+//! `benches/peers/gaussian_numpy.py` runs (R = 10^4, M = 100, 100 generations) in Rust and in
+//! numpy (when python3 with numpy is available), in alternating rounds, and prints the ratios.
 
 use collapse_analysis::{Estimator, GaussianSpec, Schedule};
 use collapse_sim::gaussian::{EnsembleConfig, Method, simulate};
@@ -80,27 +80,24 @@ fn generations(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs per side of the peer comparison; each side reports its fastest (the run least
-/// disturbed by other work on the machine).
-const PEER_REPEATS: usize = 7;
+/// Rounds of the peer comparison. Each round runs numpy once and then Rust once per method and
+/// thread count, so both sides of a round see the same state of a shared machine; the speed-up
+/// is the median over rounds of the paired ratios.
+const PEER_ROUNDS: usize = 7;
 
-/// Whole-ensemble time in Rust for the numpy peer's configuration.
+/// One whole-ensemble run in Rust in the numpy peer's configuration, in seconds.
 fn rust_seconds(method: Method, threads: usize, chains: u64, m: u64, n: u64) -> f64 {
     let mut config = EnsembleConfig::new(chains, 1, method);
     config.threads = Some(threads);
     let spec = ensemble_spec(m, n);
-    (0..PEER_REPEATS)
-        .map(|_| {
-            let t = Instant::now();
-            black_box(simulate(&spec, &config).expect("runs"));
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+    let t = Instant::now();
+    black_box(simulate(&spec, &config).expect("runs"));
+    t.elapsed().as_secs_f64()
 }
 
-fn peer_comparison() {
-    let (chains, m, n) = (10_000u64, 100u64, 100u64);
-    let peer = Command::new("python3")
+/// One run of the numpy peer: seconds for (literal, sufficient), or None without python3/numpy.
+fn numpy_seconds(chains: u64, m: u64, n: u64) -> Option<[f64; 2]> {
+    let out = Command::new("python3")
         .args([
             "benches/peers/gaussian_numpy.py",
             "--chains",
@@ -112,40 +109,85 @@ fn peer_comparison() {
             "--method",
             "both",
             "--repeat",
-            &PEER_REPEATS.to_string(),
+            "1",
             "--json",
         ])
         .env("OMP_NUM_THREADS", "1")
-        .output();
-    let peer_seconds = |method: &str| -> Option<f64> {
-        let out = peer.as_ref().ok().filter(|o| o.status.success())?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                (v["method"] == method)
-                    .then(|| v["seconds_min"].as_f64())
-                    .flatten()
-            })
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seconds = |method: &str| {
+        text.lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            (v["method"] == method)
+                .then(|| v["seconds_min"].as_f64())
+                .flatten()
+        })
     };
-    println!("\npeer comparison: R = {chains}, M = {m}, {n} generations (best of {PEER_REPEATS})");
-    for (method, peer_name) in [
-        (Method::Exact, "literal"),
-        (Method::Sufficient, "sufficient"),
-    ] {
-        let one = rust_seconds(method, 1, chains, m, n);
-        let two = rust_seconds(method, 2, chains, m, n);
-        match peer_seconds(peer_name) {
-            Some(p) => println!(
-                "  {:<10} rust 1 thread {one:.3} s, 2 threads {two:.3} s; numpy {p:.3} s; speed-up {:.1}x (1 thread), {:.1}x (2 threads)",
-                method.name(),
-                p / one,
-                p / two
-            ),
-            None => println!(
-                "  {:<10} rust 1 thread {one:.3} s, 2 threads {two:.3} s; numpy peer unavailable (python3 with numpy)",
-                method.name()
-            ),
+    Some([seconds("literal")?, seconds("sufficient")?])
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let k = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[k]
+    } else {
+        0.5 * (xs[k - 1] + xs[k])
+    }
+}
+
+fn minimum(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn peer_comparison() {
+    let (chains, m, n) = (10_000u64, 100u64, 100u64);
+    let methods = [Method::Exact, Method::Sufficient];
+    // rust[method][threads - 1][round], numpy[method][round]
+    let mut rust = [[vec![], vec![]], [vec![], vec![]]];
+    let mut numpy: [Vec<f64>; 2] = [vec![], vec![]];
+    for _ in 0..PEER_ROUNDS {
+        if let Some(p) = numpy_seconds(chains, m, n) {
+            numpy[0].push(p[0]);
+            numpy[1].push(p[1]);
+        }
+        for (i, &method) in methods.iter().enumerate() {
+            for threads in [1, 2] {
+                let t = rust_seconds(method, threads, chains, m, n);
+                rust[i][threads - 1].push(t);
+            }
+        }
+    }
+    println!(
+        "\npeer comparison: R = {chains}, M = {m}, {n} generations, {PEER_ROUNDS} rounds (numpy, then Rust)"
+    );
+    for (i, method) in methods.iter().enumerate() {
+        let (one, two) = (&rust[i][0], &rust[i][1]);
+        print!(
+            "  {:<10} rust best 1 thread {:.3} s, 2 threads {:.3} s",
+            method.name(),
+            minimum(one),
+            minimum(two)
+        );
+        if numpy[i].len() == PEER_ROUNDS {
+            let ratios = |rust: &[f64]| -> Vec<f64> {
+                numpy[i].iter().zip(rust).map(|(p, r)| p / r).collect()
+            };
+            let (r1, r2) = (ratios(one), ratios(two));
+            println!(
+                "; numpy best {:.3} s; speed-up (median of paired rounds) {:.1}x on 1 thread [{:.1}-{:.1}], {:.1}x on 2 [{:.1}-{:.1}]",
+                minimum(&numpy[i]),
+                median(r1.clone()),
+                minimum(&r1),
+                r1.iter().copied().fold(0.0, f64::max),
+                median(r2.clone()),
+                minimum(&r2),
+                r2.iter().copied().fold(0.0, f64::max),
+            );
+        } else {
+            println!("; numpy peer unavailable (python3 with numpy)");
         }
     }
 }
