@@ -7,6 +7,7 @@
 
 pub mod ball;
 pub mod gaussian;
+pub mod markov;
 pub mod schedule;
 pub mod special;
 
