@@ -392,10 +392,7 @@ mod tests {
                 let next_h: Rational = (0..=m)
                     .map(|l| {
                         let y = r(i64::from(l), i64::from(m));
-                        Rational::from(
-                            chain.transition(j, l)
-                                * (Rational::from(2) * &y * (Rational::from(1) - &y)),
-                        )
+                        chain.transition(j, l) * (Rational::from(2) * &y * (Rational::from(1) - &y))
                     })
                     .sum();
                 let expect = expected_heterozygosity(m, &[x.clone(), Rational::from(1) - &x], 1);
