@@ -10,6 +10,8 @@ use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+mod markov;
+
 #[derive(Parser)]
 #[command(
     name = "collapse",
@@ -53,6 +55,17 @@ enum TheoryProcess {
     Gaussian {
         #[command(flatten)]
         process: GaussianArgs,
+        /// Significant decimal digits of every value.
+        #[arg(long, default_value_t = 30)]
+        digits: u32,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Categorical distribution re-estimated from M draws each generation (Wright–Fisher).
+    Markov {
+        #[command(flatten)]
+        process: markov::MarkovArgs,
         /// Significant decimal digits of every value.
         #[arg(long, default_value_t = 30)]
         digits: u32,
@@ -165,6 +178,21 @@ fn run(cli: Cli) -> Result<()> {
             let spec = process.spec()?;
             let t = theory(&spec, digits)?;
             print_theory(&t, digits, json)
+        }
+        Command::Theory {
+            process:
+                TheoryProcess::Markov {
+                    process,
+                    digits,
+                    json,
+                },
+        } => {
+            if digits == 0 || digits > MAX_DIGITS {
+                bail!("invalid digits: must be in 1..={MAX_DIGITS}, got {digits}");
+            }
+            let spec = process.spec()?;
+            let t = collapse_analysis::markov::theory::theory(&spec, digits)?;
+            markov::print_theory(&t, digits, json)
         }
         Command::Simulate {
             process:

@@ -296,3 +296,120 @@ fn smoke_report_is_complete() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn markov_theory_json_contract_and_bad_input() {
+    let out = collapse(&[
+        "theory",
+        "markov",
+        "--samples",
+        "12",
+        "--categories",
+        "2",
+        "--init",
+        "probs:0.25,0.75",
+        "--generations",
+        "8",
+        "--digits",
+        "20",
+        "--json",
+    ]);
+    let v = json(&out);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 9);
+    for (n, row) in rows.iter().enumerate() {
+        assert_eq!(row["n"], n);
+        for key in [
+            "expected_heterozygosity",
+            "expected_surviving",
+            "prob_absorbed",
+        ] {
+            let text = row[key].as_str().unwrap_or_else(|| panic!("{key} at {n}"));
+            assert!(text.parse::<f64>().is_ok(), "{key}: {text}");
+        }
+    }
+    // E[H_n] = (1 - 1/M)^n (1 - sum q^2) with sum q^2 = 5/8.
+    let h8: f64 = rows[8]["expected_heterozygosity"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((h8 - (11.0f64 / 12.0).powi(8) * 0.375).abs() < 1e-15);
+    let a = &v["absorption"];
+    for key in ["expected_time", "expected_time_diffusion", "var_time"] {
+        assert!(
+            a[key].as_str().unwrap().parse::<f64>().unwrap() > 0.0,
+            "{key}"
+        );
+    }
+    // More than two categories: no exact absorption, keys present and null.
+    let v = json(&collapse(&[
+        "theory",
+        "markov",
+        "--samples",
+        "10",
+        "--categories",
+        "4",
+        "--generations",
+        "3",
+        "--json",
+    ]));
+    assert!(v["rows"][3]["prob_absorbed"].is_null());
+    assert!(v["absorption"]["expected_time"].is_null());
+
+    let th = |extra: &[&str]| {
+        let mut a = vec!["theory", "markov"];
+        a.extend_from_slice(extra);
+        if !extra.contains(&"--generations") {
+            a.extend_from_slice(&["--generations", "5"]);
+        }
+        collapse(&a)
+    };
+    for case in [
+        th(&["--samples", "0", "--categories", "2"]),
+        th(&["--samples", "10", "--categories", "0"]),
+        th(&[
+            "--samples",
+            "10",
+            "--categories",
+            "2",
+            "--init",
+            "probs:0.5,0.6",
+        ]),
+        th(&[
+            "--samples",
+            "10",
+            "--categories",
+            "3",
+            "--init",
+            "probs:0.5,0.5",
+        ]),
+        th(&[
+            "--samples",
+            "10",
+            "--categories",
+            "2",
+            "--init",
+            "probs:-0.5,1.5",
+        ]),
+        th(&[
+            "--samples",
+            "10",
+            "--categories",
+            "2",
+            "--init",
+            "probs:NaN,1",
+        ]),
+        th(&["--samples", "10", "--categories", "2", "--init", "zipf:abc"]),
+        th(&["--samples", "10", "--categories", "2", "--init", "cauchy"]),
+        th(&["--samples", "10", "--categories", "2", "--digits", "0"]),
+        th(&["--samples", "100000", "--categories", "2"]),
+        th(&["--samples", "10", "--categories", "2", "--generations", "0"]),
+    ] {
+        assert_eq!(case.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&case.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.starts_with("collapse: "), "{err}");
+        assert!(case.stdout.is_empty());
+    }
+}

@@ -3,65 +3,145 @@
 //!
 //! Generation 0 is p = (p_1..p_K); generation n+1 is counts / M with counts ~ Multinomial(M,
 //! p^(n)). One category against the rest is itself a Markov chain on its count j = 0..M (the
-//! two-type chain, `TwoTypeChain`): P(j -> l) = C(M, l) (j/M)^l (1 - j/M)^(M-l). This module
-//! computes in exact rationals (`rug::Rational`): every result is a proof for its instance.
+//! two-type chain, `TwoTypeChain`): P(j -> l) = C(M, l) (j/M)^l (1 - j/M)^(M-l).
+//!
+//! Two arithmetics, one code: exact rationals (`rug::Rational`, every result a proof for its
+//! instance) and enclosures (`Ball`, MPFR midpoints with rigorous radii) where the rationals
+//! would grow too large or the inputs are irrational.
 
-use crate::SpecError;
-use rug::{Integer, Rational};
+use crate::{Ball, SpecError};
+use rug::{Float, Integer, Rational};
 
-/// Largest M for which the exact two-type chain is built: (M+1)^2 rationals whose sizes grow
-/// like M log M bits, and an (M-1)-square rational solve for the absorption times.
-pub const MAX_EXACT_SAMPLES: u32 = 200;
+/// Largest M for which the exact two-type chain is built: its absorption-time solve is an
+/// (M-1)-square rational elimination whose entries grow like M^2 log M bits.
+pub const MAX_EXACT_SAMPLES: u32 = 64;
+/// Largest M for the enclosed chain: (M+1)^2 balls and an O(M^3) float solve.
+pub const MAX_ENCLOSED_SAMPLES: u32 = 1000;
 
-/// C(M, l) (x)^l (1 - x)^(M - l) for l = 0..=M: the law of the next count when the current
-/// frequency is x (x in [0, 1]).
-pub fn binomial_pmf(m: u32, x: &Rational) -> Vec<Rational> {
-    let y = Rational::from(1) - x;
-    // Powers x^l and y^(M-l), built by repeated multiplication (exact).
-    let mut x_pow = vec![Rational::from(1)];
-    let mut y_pow = vec![Rational::from(1)];
-    for l in 1..=m as usize {
-        x_pow.push(Rational::from(&x_pow[l - 1] * x));
-        y_pow.push(Rational::from(&y_pow[l - 1] * &y));
+/// The arithmetic of the chain: exact (`Rational`) or enclosed (`Ball`). Constructors take
+/// `self` as the context (a ball's precision).
+pub trait ChainNumber: Clone + std::fmt::Debug {
+    /// num / den, in the arithmetic of `self`.
+    fn ratio(&self, num: &Integer, den: &Integer) -> Self;
+    fn plus(&self, other: &Self) -> Self;
+    fn minus(&self, other: &Self) -> Self;
+    fn times(&self, other: &Self) -> Self;
+    /// Known to be exactly zero.
+    fn is_exact_zero(&self) -> bool;
+    /// The value (a ball's midpoint) as the nearest f64.
+    fn approx(&self) -> f64;
+
+    fn int(&self, n: u64) -> Self {
+        self.ratio(&Integer::from(n), &Integer::from(1))
     }
-    (0..=m)
-        .map(|l| {
-            let c = Integer::from(Integer::binomial_u(m, l));
-            Rational::from(c) * &x_pow[l as usize] * &y_pow[(m - l) as usize]
-        })
+}
+
+impl ChainNumber for Rational {
+    fn ratio(&self, num: &Integer, den: &Integer) -> Self {
+        Rational::from((num, den))
+    }
+    fn plus(&self, other: &Self) -> Self {
+        Rational::from(self + other)
+    }
+    fn minus(&self, other: &Self) -> Self {
+        Rational::from(self - other)
+    }
+    fn times(&self, other: &Self) -> Self {
+        Rational::from(self * other)
+    }
+    fn is_exact_zero(&self) -> bool {
+        *self == 0
+    }
+    fn approx(&self) -> f64 {
+        self.to_f64()
+    }
+}
+
+impl ChainNumber for Ball {
+    fn ratio(&self, num: &Integer, den: &Integer) -> Self {
+        Ball::exact(self.prec(), Rational::from((num, den)))
+    }
+    fn plus(&self, other: &Self) -> Self {
+        self.add(other)
+    }
+    fn minus(&self, other: &Self) -> Self {
+        self.sub(other)
+    }
+    fn times(&self, other: &Self) -> Self {
+        self.mul(other)
+    }
+    fn is_exact_zero(&self) -> bool {
+        self.mid().is_zero() && self.rad().is_zero()
+    }
+    fn approx(&self) -> f64 {
+        self.to_f64()
+    }
+}
+
+/// C(M, l) x^l (1 - x)^(M - l) for l = 0..=M: the law of the next count when the current
+/// frequency is x (x in [0, 1]).
+pub fn binomial_pmf<N: ChainNumber>(m: u32, x: &N) -> Vec<N> {
+    binomial_pmf_with(&binomial_coefficients(m, x), x)
+}
+
+/// C(M, l), l = 0..=M, in the arithmetic of `like`.
+fn binomial_coefficients<N: ChainNumber>(m: u32, like: &N) -> Vec<N> {
+    let mut c = Integer::from(1);
+    let mut out = Vec::with_capacity(m as usize + 1);
+    for l in 0..=m {
+        out.push(like.ratio(&c, &Integer::from(1)));
+        // C(M, l+1) = C(M, l) (M - l) / (l + 1), exact in integers.
+        c *= m - l;
+        c /= l + 1;
+    }
+    out
+}
+
+fn binomial_pmf_with<N: ChainNumber>(coefficients: &[N], x: &N) -> Vec<N> {
+    let m = coefficients.len() - 1;
+    let one = x.int(1);
+    let y = one.minus(x);
+    let (mut x_pow, mut y_pow) = (vec![one.clone()], vec![one]);
+    for l in 1..=m {
+        x_pow.push(x_pow[l - 1].times(x));
+        y_pow.push(y_pow[l - 1].times(&y));
+    }
+    coefficients
+        .iter()
+        .enumerate()
+        .map(|(l, c)| c.times(&x_pow[l]).times(&y_pow[m - l]))
         .collect()
 }
 
 /// The two-type chain: the count of one category (0..=M) among M genes.
 #[derive(Debug, Clone)]
-pub struct TwoTypeChain {
+pub struct TwoTypeChain<N> {
     m: u32,
     /// `rows[j][l]` = P(count l next | count j now).
-    rows: Vec<Vec<Rational>>,
+    rows: Vec<Vec<N>>,
 }
 
 /// Expected absorption times (and second moments) from every count.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AbsorptionTimes {
+pub struct AbsorptionTimes<N> {
     /// E[T | count j at generation 0], j = 0..=M (0 at the absorbing ends).
-    pub mean: Vec<Rational>,
+    pub mean: Vec<N>,
     /// E[T^2 | count j at generation 0].
-    pub second_moment: Vec<Rational>,
+    pub second_moment: Vec<N>,
 }
 
-impl TwoTypeChain {
-    /// The exact chain for `m` in 1..=MAX_EXACT_SAMPLES.
-    pub fn new(m: u32) -> Result<TwoTypeChain, SpecError> {
-        if m == 0 || m > MAX_EXACT_SAMPLES {
-            return Err(SpecError::invalid(
-                "samples",
-                format!("the exact two-type chain needs M in 1..={MAX_EXACT_SAMPLES}, got {m}"),
-            ));
-        }
+impl<N: ChainNumber> TwoTypeChain<N> {
+    fn build(m: u32, zero: &N) -> TwoTypeChain<N> {
+        let coefficients = binomial_coefficients(m, zero);
         let rows = (0..=m)
-            .map(|j| binomial_pmf(m, &Rational::from((j, m))))
+            .map(|j| {
+                binomial_pmf_with(
+                    &coefficients,
+                    &zero.ratio(&Integer::from(j), &Integer::from(m)),
+                )
+            })
             .collect();
-        Ok(TwoTypeChain { m, rows })
+        TwoTypeChain { m, rows }
     }
 
     pub fn samples(&self) -> u32 {
@@ -69,45 +149,43 @@ impl TwoTypeChain {
     }
 
     /// P(count l next | count j now).
-    pub fn transition(&self, j: u32, l: u32) -> &Rational {
+    pub fn transition(&self, j: u32, l: u32) -> &N {
         &self.rows[j as usize][l as usize]
     }
 
     /// The law of the next count given the law `dist` (length M+1) of the current one.
-    pub fn step(&self, dist: &[Rational]) -> Vec<Rational> {
+    pub fn step(&self, dist: &[N]) -> Vec<N> {
         assert_eq!(dist.len(), self.rows.len(), "one probability per count");
-        let mut next = vec![Rational::new(); self.rows.len()];
+        let mut next: Vec<N> = self.rows[0].iter().map(|x| x.int(0)).collect();
         for (pj, row) in dist.iter().zip(&self.rows) {
-            if *pj == 0 {
+            if pj.is_exact_zero() {
                 continue;
             }
             for (n, t) in next.iter_mut().zip(row) {
-                *n += Rational::from(pj * t);
+                *n = n.plus(&pj.times(t));
             }
         }
         next
+    }
+}
+
+impl TwoTypeChain<Rational> {
+    /// The exact chain for `m` in 1..=MAX_EXACT_SAMPLES.
+    pub fn exact(m: u32) -> Result<TwoTypeChain<Rational>, SpecError> {
+        if m == 0 || m > MAX_EXACT_SAMPLES {
+            return Err(SpecError::invalid(
+                "samples",
+                format!("the exact two-type chain needs M in 1..={MAX_EXACT_SAMPLES}, got {m}"),
+            ));
+        }
+        Ok(TwoTypeChain::build(m, &Rational::new()))
     }
 
     /// The fundamental matrix N = (I - Q)^(-1) over the transient counts 1..M-1 (row and
     /// column i stand for count i + 1); N[i][k] is the expected number of visits to count k+1
     /// starting from count i+1.
     pub fn fundamental_matrix(&self) -> Vec<Vec<Rational>> {
-        let t = (self.m as usize).saturating_sub(1);
-        let i_minus_q: Vec<Vec<Rational>> = (0..t)
-            .map(|i| {
-                (0..t)
-                    .map(|k| {
-                        let q = &self.rows[i + 1][k + 1];
-                        if i == k {
-                            Rational::from(1) - q
-                        } else {
-                            Rational::from(-q)
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        invert(i_minus_q)
+        invert(self.i_minus_q())
     }
 
     /// Absorption (fixation) probabilities of the category from every count: B = N R, where R
@@ -129,7 +207,7 @@ impl TwoTypeChain {
 
     /// E[T] and E[T^2] from every count, T the number of generations until the count is 0 or
     /// M: t = N 1 and E[T^2] = (2N - I) t.
-    pub fn absorption_times(&self) -> AbsorptionTimes {
+    pub fn absorption_times(&self) -> AbsorptionTimes<Rational> {
         let n = self.fundamental_matrix();
         let m = self.m as usize;
         let t: Vec<Rational> = n.iter().map(|row| row.iter().sum()).collect();
@@ -144,6 +222,200 @@ impl TwoTypeChain {
             mean,
             second_moment,
         }
+    }
+}
+
+impl<N: ChainNumber> TwoTypeChain<N> {
+    /// I - Q over the transient counts 1..M-1.
+    fn i_minus_q(&self) -> Vec<Vec<N>> {
+        let t = (self.m as usize).saturating_sub(1);
+        (0..t)
+            .map(|i| {
+                (0..t)
+                    .map(|k| {
+                        let q = &self.rows[i + 1][k + 1];
+                        q.int(u64::from(i == k)).minus(q)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl TwoTypeChain<Ball> {
+    /// The chain in balls at `prec` bits, for `m` in 1..=MAX_ENCLOSED_SAMPLES.
+    pub fn enclosed(m: u32, prec: u32) -> Result<TwoTypeChain<Ball>, SpecError> {
+        if m == 0 || m > MAX_ENCLOSED_SAMPLES {
+            return Err(SpecError::invalid(
+                "samples",
+                format!("the two-type chain needs M in 1..={MAX_ENCLOSED_SAMPLES}, got {m}"),
+            ));
+        }
+        Ok(TwoTypeChain::build(m, &Ball::exact(prec, 0)))
+    }
+
+    /// Enclosures of E[T] and E[T^2] from every count (`proofs/markov.md` §5): the systems
+    /// (I - Q) t = 1 and (I - Q) s = 1 + 2 Q t are solved in floats, then bounded a posteriori.
+    /// N = (I - Q)^(-1) is entrywise >= 0 with N 1 = t, so a residual r gives
+    /// |t - t~| <= N |r| <= max|r| t, hence |t - t~| <= rho t~ / (1 - rho) with rho = max|r|.
+    pub fn absorption_times(&self) -> AbsorptionTimes<Ball> {
+        let prec = self.rows[0][0].prec();
+        let work = prec + 32;
+        let m = self.m as usize;
+        let zero = Ball::exact(prec, 0);
+        if m < 2 {
+            return AbsorptionTimes {
+                mean: vec![zero.clone(); m + 1],
+                second_moment: vec![zero; m + 1],
+            };
+        }
+        let a = self.i_minus_q();
+        let lu = Lu::factor(
+            a.iter()
+                .map(|row| row.iter().map(|b| Float::with_val(work, b.mid())).collect())
+                .collect(),
+        );
+        let ones: Vec<Ball> = vec![Ball::exact(prec, 1); m - 1];
+        let t_approx = lu.solve(&ones.iter().map(|b| b.mid().clone()).collect::<Vec<_>>());
+        let rho_t = residual_bound(&a, &ones, &t_approx);
+        let t: Vec<Ball> = t_approx
+            .iter()
+            .map(|x| with_relative_error(x, &rho_t))
+            .collect();
+        // b = 1 + 2 Q t, with t enclosed.
+        let b: Vec<Ball> = (0..m - 1)
+            .map(|i| {
+                let qt = Ball::sum(
+                    prec,
+                    &(0..m - 1)
+                        .map(|k| self.rows[i + 1][k + 1].mul(&t[k]))
+                        .collect::<Vec<_>>(),
+                );
+                Ball::exact(prec, 1).add(&qt.mul_f64(2.0))
+            })
+            .collect();
+        let s_approx = lu.solve(&b.iter().map(|x| x.mid().clone()).collect::<Vec<_>>());
+        let rho_s = residual_bound(&a, &b, &s_approx);
+        // |s - s~| <= rho_s t <= rho_s (t~ + |t - t~|): the upper end of t's ball.
+        let second: Vec<Ball> = s_approx
+            .iter()
+            .zip(&t)
+            .map(|(x, ti)| {
+                let err = Float::with_val_round(64, &rho_s * ti.upper(), rug::float::Round::Up).0;
+                Ball::with_radius(x.clone(), Float::new(64))
+                    .rounded_to(prec)
+                    .widen(&err)
+            })
+            .collect();
+        let pad = |v: Vec<Ball>| {
+            let mut out = vec![zero.clone()];
+            out.extend(v);
+            out.push(zero.clone());
+            out
+        };
+        AbsorptionTimes {
+            mean: pad(t),
+            second_moment: pad(second),
+        }
+    }
+}
+
+/// The ball x~ +- rho x~ / (1 - rho) (x~ >= 0; rho < 1 checked).
+fn with_relative_error(x: &Float, rho: &Float) -> Ball {
+    use rug::float::Round;
+    assert!(
+        *rho < 0.5,
+        "the float solve lost all accuracy (residual {rho})"
+    );
+    let one_minus = Float::with_val_round(64, 1 - rho.clone(), Round::Down).0;
+    let factor = Float::with_val_round(64, rho / &one_minus, Round::Up).0;
+    let err = Float::with_val_round(64, x.clone().abs() * &factor, Round::Up).0;
+    Ball::with_radius(x.clone(), Float::new(64))
+        .rounded_to(x.prec() - 32)
+        .widen(&err)
+}
+
+/// An upper bound on max_i |rhs_i - sum_k a_ik x_k| over every point of the balls (x exact).
+fn residual_bound(a: &[Vec<Ball>], rhs: &[Ball], x: &[Float]) -> Float {
+    use rug::float::Round;
+    let prec = rhs[0].prec();
+    let xs: Vec<Ball> = x
+        .iter()
+        .map(|v| Ball::with_radius(v.clone(), Float::new(64)))
+        .collect();
+    let mut worst = Float::new(64);
+    for (row, r) in a.iter().zip(rhs) {
+        let ax = Ball::sum(
+            prec,
+            &row.iter()
+                .zip(&xs)
+                .map(|(aik, xk)| aik.mul(xk))
+                .collect::<Vec<_>>(),
+        );
+        let res = r.sub(&ax);
+        let bound = Float::with_val_round(64, res.mid().clone().abs() + res.rad(), Round::Up).0;
+        if bound > worst {
+            worst = bound;
+        }
+    }
+    worst
+}
+
+/// LU factors with partial pivoting of a square float matrix.
+struct Lu {
+    lu: Vec<Vec<Float>>,
+    perm: Vec<usize>,
+}
+
+impl Lu {
+    fn factor(mut a: Vec<Vec<Float>>) -> Lu {
+        let n = a.len();
+        let mut perm: Vec<usize> = (0..n).collect();
+        for col in 0..n {
+            let pivot = (col..n)
+                .max_by(|&x, &y| {
+                    a[x][col]
+                        .as_abs()
+                        .partial_cmp(&*a[y][col].as_abs())
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .expect("non-empty");
+            a.swap(col, pivot);
+            perm.swap(col, pivot);
+            let (top, bottom) = a.split_at_mut(col + 1);
+            let pivot_row = &top[col];
+            for row in bottom {
+                let f = Float::with_val(row[col].prec(), &row[col] / &pivot_row[col]);
+                for k in col + 1..n {
+                    row[k] -= &f * &pivot_row[k];
+                }
+                row[col] = f;
+            }
+        }
+        Lu { lu: a, perm }
+    }
+
+    fn solve(&self, b: &[Float]) -> Vec<Float> {
+        let n = self.lu.len();
+        let mut x: Vec<Float> = self.perm.iter().map(|&p| b[p].clone()).collect();
+        let prec = self.lu.first().map_or(64, |r| r[0].prec());
+        for v in &mut x {
+            v.set_prec(prec);
+        }
+        for i in 0..n {
+            for k in 0..i {
+                let (done, rest) = x.split_at_mut(i);
+                rest[0] -= &self.lu[i][k] * &done[k];
+            }
+        }
+        for i in (0..n).rev() {
+            for k in i + 1..n {
+                let (head, tail) = x.split_at_mut(k);
+                head[i] -= &self.lu[i][k] * &tail[0];
+            }
+            x[i] /= &self.lu[i][i];
+        }
+        x
     }
 }
 
@@ -183,8 +455,8 @@ fn invert(mut a: Vec<Vec<Rational>>) -> Vec<Vec<Rational>> {
 
 /// The law of a category's count at generation n = 1, 2, ..., N when its initial probability
 /// is `q` (generation 1 is Binomial(M, q)); element n-1 of the result is that law.
-pub fn count_laws(chain: &TwoTypeChain, q: &Rational, generations: u32) -> Vec<Vec<Rational>> {
-    let mut laws = Vec::with_capacity(generations as usize);
+pub fn count_laws<N: ChainNumber>(chain: &TwoTypeChain<N>, q: &N, generations: u32) -> Vec<Vec<N>> {
+    let mut laws: Vec<Vec<N>> = Vec::with_capacity(generations as usize);
     if generations == 0 {
         return laws;
     }
@@ -198,8 +470,12 @@ pub fn count_laws(chain: &TwoTypeChain, q: &Rational, generations: u32) -> Vec<V
 
 /// P(a category of initial probability q is lost by generation n), n = 0..=N: 0 at n = 0
 /// (for q > 0), then the mass at count 0 of its count law.
-pub fn loss_probabilities(chain: &TwoTypeChain, q: &Rational, generations: u32) -> Vec<Rational> {
-    let mut out = vec![Rational::from(u32::from(*q == 0))];
+pub fn loss_probabilities<N: ChainNumber>(
+    chain: &TwoTypeChain<N>,
+    q: &N,
+    generations: u32,
+) -> Vec<N> {
+    let mut out = vec![q.int(u64::from(q.is_exact_zero()))];
     out.extend(
         count_laws(chain, q, generations)
             .into_iter()
@@ -209,35 +485,32 @@ pub fn loss_probabilities(chain: &TwoTypeChain, q: &Rational, generations: u32) 
 }
 
 /// E[T] and E[T^2] for a category starting at probability q (not necessarily a multiple of
-/// 1/M): the first generation draws the count from Binomial(M, q), so T = 1 + T_J.
-pub fn absorption_moments_from(chain: &TwoTypeChain, q: &Rational) -> (Rational, Rational) {
-    if *q == 0 || *q == 1 {
-        return (Rational::new(), Rational::new());
-    }
-    let times = chain.absorption_times();
-    let law = binomial_pmf(chain.samples(), q);
-    let (mut mean, mut second) = (Rational::from(1), Rational::from(1));
+/// 1/M), from the chain's absorption times: the first generation draws the count from
+/// Binomial(M, q), so T = 1 + T_J.
+pub fn absorption_moments_from<N: ChainNumber>(
+    chain_m: u32,
+    times: &AbsorptionTimes<N>,
+    q: &N,
+) -> (N, N) {
+    let law = binomial_pmf(chain_m, q);
+    let (mut mean, mut second) = (q.int(1), q.int(1));
     for ((pj, t), s) in law.iter().zip(&times.mean).zip(&times.second_moment) {
         // E[(1 + T_J)^2] = 1 + 2 E[T_J] + E[T_J^2]
-        mean += Rational::from(pj * t);
-        second += Rational::from(pj * t) * 2u32 + Rational::from(pj * s);
+        let pt = pj.times(t);
+        mean = mean.plus(&pt);
+        second = second.plus(&pt.plus(&pt)).plus(&pj.times(s));
     }
     (mean, second)
 }
 
 /// E[1 - sum_i p_i^2] at generation n: (1 - 1/M)^n (1 - sum q_i^2).
-pub fn expected_heterozygosity(m: u32, initial: &[Rational], n: u32) -> Rational {
-    let h0 = Rational::from(1)
-        - initial
-            .iter()
-            .map(|q| Rational::from(q * q))
-            .sum::<Rational>();
-    let factor = Rational::from((m - 1, m));
-    let mut power = Rational::from(1);
-    for _ in 0..n {
-        power *= &factor;
-    }
-    power * h0
+pub fn expected_heterozygosity<N: ChainNumber>(m: u32, initial: &[N], n: u32) -> N {
+    let one = initial[0].int(1);
+    let h0 = initial
+        .iter()
+        .fold(one.clone(), |h, q| h.minus(&q.times(q)));
+    let factor = one.ratio(&Integer::from(m - 1), &Integer::from(m));
+    (0..n).fold(h0, |h, _| h.times(&factor))
 }
 
 /// Littler's (1975) diffusion approximation to the mean absorption time with K categories,
@@ -252,158 +525,6 @@ pub fn diffusion_absorption_time(m: u32, initial: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn r(num: i64, den: i64) -> Rational {
-        Rational::from((num, den))
-    }
-
-    #[test]
-    fn rows_sum_to_one_and_ends_absorb() {
-        for m in 1..=12 {
-            let chain = TwoTypeChain::new(m).unwrap();
-            for j in 0..=m {
-                let row_sum: Rational = (0..=m).map(|l| chain.transition(j, l).clone()).sum();
-                assert_eq!(row_sum, 1, "M = {m}, j = {j}");
-            }
-            assert_eq!(*chain.transition(0, 0), 1);
-            assert_eq!(*chain.transition(m, m), 1);
-        }
-    }
-
-    #[test]
-    fn fundamental_matrix_inverts_i_minus_q_exactly() {
-        for m in 2..=12u32 {
-            let chain = TwoTypeChain::new(m).unwrap();
-            let n = chain.fundamental_matrix();
-            let t = (m - 1) as usize;
-            for i in 0..t {
-                for k in 0..t {
-                    // ((I - Q) N)[i][k]
-                    let mut s = Rational::new();
-                    for (l, nl) in n.iter().enumerate() {
-                        let iq = if i == l {
-                            Rational::from(1) - chain.transition(i as u32 + 1, l as u32 + 1)
-                        } else {
-                            Rational::from(-chain.transition(i as u32 + 1, l as u32 + 1))
-                        };
-                        s += iq * &nl[k];
-                    }
-                    assert_eq!(s, u32::from(i == k), "M = {m}, ({i}, {k})");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn fixation_probability_is_the_initial_frequency() {
-        for m in 1..=12u32 {
-            let b = TwoTypeChain::new(m).unwrap().fixation_probabilities();
-            for (j, bj) in b.iter().enumerate() {
-                assert_eq!(*bj, Rational::from((j as u32, m)), "M = {m}, j = {j}");
-            }
-        }
-    }
-
-    #[test]
-    fn two_genes_absorb_geometrically() {
-        // M = 2 from count 1: stay with probability 1/2, so T ~ Geometric(1/2): E[T] = 2,
-        // E[T^2] = (2 - p)/p^2 = 6.
-        let times = TwoTypeChain::new(2).unwrap().absorption_times();
-        assert_eq!(times.mean, vec![r(0, 1), r(2, 1), r(0, 1)]);
-        assert_eq!(times.second_moment, vec![r(0, 1), r(6, 1), r(0, 1)]);
-    }
-
-    #[test]
-    fn absorption_time_satisfies_first_step_equations() {
-        // t_j = 1 + sum_l P(j, l) t_l for transient j (an independent route to N 1), and
-        // E[T^2]_j = 1 + sum_l P(j, l) (2 t_l + E[T^2]_l).
-        for m in 2..=10u32 {
-            let chain = TwoTypeChain::new(m).unwrap();
-            let times = chain.absorption_times();
-            for j in 1..m {
-                let mut t = Rational::from(1);
-                let mut s = Rational::from(1);
-                for l in 0..=m {
-                    let p = chain.transition(j, l);
-                    t += Rational::from(p * &times.mean[l as usize]);
-                    s += Rational::from(p * &times.mean[l as usize]) * 2u32
-                        + Rational::from(p * &times.second_moment[l as usize]);
-                }
-                assert_eq!(t, times.mean[j as usize], "M = {m}, j = {j}");
-                assert_eq!(s, times.second_moment[j as usize], "M = {m}, j = {j}");
-            }
-        }
-    }
-
-    #[test]
-    fn exact_time_below_diffusion_and_converging() {
-        // Known values (THEORY-NOTES, from an independent float solve): M = 10, j = 5: 12.591
-        // exact vs 2M ln 2 = 13.863; the ratio tends to 1 as M grows.
-        let exact = |m: u32| {
-            let t = TwoTypeChain::new(m).unwrap().absorption_times();
-            t.mean[(m / 2) as usize].to_f64()
-        };
-        assert!((exact(10) - 12.591).abs() < 1e-3, "{}", exact(10));
-        let gap = |m: u32| 1.0 - exact(m) / diffusion_absorption_time(m, &[0.5, 0.5]);
-        let (g10, g40) = (gap(10), gap(40));
-        assert!(g10 > 0.0 && g40 > 0.0 && g40 < g10 / 2.0, "{g10} {g40}");
-    }
-
-    #[test]
-    fn loss_by_one_generation_is_one_minus_q_to_the_m() {
-        let chain = TwoTypeChain::new(12).unwrap();
-        let q = r(1, 7);
-        let loss = loss_probabilities(&chain, &q, 3);
-        let mut expect = Rational::from(1);
-        for _ in 0..12 {
-            expect *= r(6, 7);
-        }
-        assert_eq!(loss[0], 0);
-        assert_eq!(loss[1], expect);
-        assert!(loss[2] > loss[1] && loss[3] > loss[2]);
-    }
-
-    #[test]
-    fn loss_and_survival_match_the_reference_table() {
-        // THEORY-NOTES §2.7 (a float computation, checked there by simulation): K = 5,
-        // q = (.5, .25, .15, .07, .03), M = 30, n = 10.
-        let chain = TwoTypeChain::new(30).unwrap();
-        let qs = [r(50, 100), r(25, 100), r(15, 100), r(7, 100), r(3, 100)];
-        let expect = [0.0317, 0.2195, 0.4181, 0.6741, 0.8466];
-        let mut surviving = 0.0;
-        for (q, e) in qs.iter().zip(expect) {
-            let lost = loss_probabilities(&chain, q, 10)[10].to_f64();
-            assert!((lost - e).abs() < 1e-4, "q = {q}: {lost} vs {e}");
-            surviving += 1.0 - lost;
-        }
-        assert!((surviving - 2.8099).abs() < 1e-4, "{surviving}");
-    }
-
-    #[test]
-    fn heterozygosity_recursion_holds_exactly_one_step() {
-        // E[H'] = (1 - 1/M) H for a start at a count state: check against the chain, K = 2:
-        // H = 1 - x^2 - (1-x)^2 = 2 x (1 - x).
-        for m in 1..=12u32 {
-            let chain = TwoTypeChain::new(m).unwrap();
-            for j in 0..=m {
-                let x = r(i64::from(j), i64::from(m));
-                let next_h: Rational = (0..=m)
-                    .map(|l| {
-                        let y = r(i64::from(l), i64::from(m));
-                        chain.transition(j, l) * (Rational::from(2) * &y * (Rational::from(1) - &y))
-                    })
-                    .sum();
-                let expect = expected_heterozygosity(m, &[x.clone(), Rational::from(1) - &x], 1);
-                assert_eq!(next_h, expect, "M = {m}, j = {j}");
-            }
-        }
-    }
-
-    #[test]
-    fn too_large_or_empty_chains_are_refused() {
-        assert!(TwoTypeChain::new(0).is_err());
-        assert!(TwoTypeChain::new(MAX_EXACT_SAMPLES + 1).is_err());
-    }
-}
+pub mod theory;
