@@ -98,6 +98,24 @@ enum SimulateProcess {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Categorical distribution re-estimated from M draws each generation (Wright–Fisher).
+    Markov {
+        #[command(flatten)]
+        process: markov::MarkovArgs,
+        /// Number of independent chains R.
+        #[arg(long)]
+        chains: u64,
+        #[arg(long)]
+        seed: u64,
+        /// binomial (conditional binomials) or labels (draw M labels and count).
+        #[arg(long, default_value = "binomial")]
+        method: String,
+        /// Worker threads (results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -219,6 +237,25 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             print_simulation(&run, json)
+        }
+        Command::Simulate {
+            process:
+                SimulateProcess::Markov {
+                    process,
+                    chains,
+                    seed,
+                    method,
+                    threads,
+                    json,
+                },
+        } => {
+            let spec = process.spec()?;
+            let method = collapse_sim::markov::MarkovMethod::parse(&method)?;
+            let mut config = collapse_sim::markov::MarkovConfig::new(chains, seed, method);
+            config.threads = threads;
+            config.progress = true;
+            let run = collapse_sim::markov::simulate(&spec, &config)?;
+            markov::print_simulation(&run, json)
         }
         Command::Report { scale, out, seed } => {
             let scale = Scale::parse(&scale)?;

@@ -1,9 +1,11 @@
-//! `collapse theory markov`: arguments and printing.
+//! `collapse theory markov` and `collapse simulate markov`: arguments and printing.
 
 use anyhow::Result;
 use clap::Args;
 use collapse_analysis::Ball;
 use collapse_analysis::markov::theory::{Initial, MarkovSpec, MarkovTheory};
+use collapse_sim::markov::MarkovRun;
+use collapse_sim::stats::Summary;
 use serde_json::{Value, json};
 
 #[derive(Args)]
@@ -126,6 +128,67 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             _ => println!(
                 "absorption time: exact value needs the full chain (more than two categories); diffusion approximation E[T] ~ {:.6}",
                 a.expected_time_diffusion
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
+    let ms = |s: &Summary| json!({"mean": s.mean, "stderr": s.stderr});
+    let absorbed = run.absorption_times.iter().flatten().count();
+    if json {
+        let rows: Vec<Value> = run
+            .rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "n": r.n,
+                    "surviving": ms(&r.surviving),
+                    "heterozygosity": ms(&r.heterozygosity),
+                    "entropy": ms(&r.entropy),
+                    "largest_probability": ms(&r.largest),
+                    "absorbed_fraction": r.absorbed_fraction,
+                })
+            })
+            .collect();
+        let mut out = spec_json(&run.spec);
+        out.insert("chains".into(), json!(run.config.chains));
+        out.insert("seed".into(), json!(run.config.seed));
+        out.insert("method".into(), json!(run.config.method.name()));
+        out.insert(
+            "absorption_time".into(),
+            json!({
+                "mean": run.mean_absorption_time.map(|s| s.mean),
+                "stderr": run.mean_absorption_time.map(|s| s.stderr),
+                "absorbed_chains": absorbed,
+            }),
+        );
+        out.insert("rows".into(), Value::Array(rows));
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("n\tsurviving\t(s.e.)\theterozygosity\t(s.e.)\tentropy\t(s.e.)\tabsorbed");
+        for r in &run.rows {
+            println!(
+                "{}\t{:.6}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6}\t{:.2e}\t{:.4}",
+                r.n,
+                r.surviving.mean,
+                r.surviving.stderr,
+                r.heterozygosity.mean,
+                r.heterozygosity.stderr,
+                r.entropy.mean,
+                r.entropy.stderr,
+                r.absorbed_fraction
+            );
+        }
+        match run.mean_absorption_time {
+            Some(t) => println!(
+                "absorption time over the {absorbed} of {} chains absorbed by generation {}: mean {:.4} (s.e. {:.2e})",
+                run.config.chains, run.spec.generations, t.mean, t.stderr
+            ),
+            None => println!(
+                "no chain was absorbed by generation {}",
+                run.spec.generations
             ),
         }
     }

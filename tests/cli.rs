@@ -413,3 +413,71 @@ fn markov_theory_json_contract_and_bad_input() {
         assert!(case.stdout.is_empty());
     }
 }
+
+#[test]
+fn markov_simulate_json_contract_and_thread_independence() {
+    let args = |threads: &str| {
+        collapse(&[
+            "simulate",
+            "markov",
+            "--samples",
+            "20",
+            "--categories",
+            "3",
+            "--init",
+            "zipf:1.1",
+            "--generations",
+            "6",
+            "--chains",
+            "300",
+            "--seed",
+            "9",
+            "--threads",
+            threads,
+            "--json",
+        ])
+    };
+    let (one, two) = (args("1"), args("2"));
+    assert_eq!(
+        one.stdout, two.stdout,
+        "bytes differ between 1 and 2 threads"
+    );
+    let v = json(&one);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    for row in rows {
+        for key in ["surviving", "heterozygosity", "entropy"] {
+            assert!(
+                row[key]["mean"].is_f64() && row[key]["stderr"].is_f64(),
+                "{key}"
+            );
+        }
+        let f = row["absorbed_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f));
+    }
+    assert_eq!(rows[0]["surviving"]["mean"], 3.0);
+    let t = &v["absorption_time"];
+    assert!(t["absorbed_chains"].as_u64().unwrap() <= 300);
+    let bad = collapse(&[
+        "simulate",
+        "markov",
+        "--samples",
+        "20",
+        "--categories",
+        "3",
+        "--generations",
+        "6",
+        "--chains",
+        "0",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+}

@@ -7,6 +7,7 @@
 pub mod gamma;
 pub mod gaussian;
 pub mod kernels;
+pub mod markov;
 pub mod normal;
 pub mod progress;
 pub mod rng;

@@ -38,6 +38,7 @@ pub struct ChainRng {
 /// Stream identifiers: different uses of randomness within one run never share a stream.
 pub mod stream {
     pub const GAUSSIAN: u32 = 1;
+    pub const MARKOV: u32 = 2;
     pub const TEST: u32 = 0xFFFF_FFFF;
 }
 
@@ -103,6 +104,29 @@ impl ChainRng {
     #[inline(always)]
     pub fn next_open01(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// The stream as a `rand_core` generator, for samplers of `rand_distr` (the binomial).
+impl rand_core::TryRng for ChainRng {
+    type Error = std::convert::Infallible;
+
+    #[inline]
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.next_u64() >> 32) as u32)
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        Ok(())
     }
 }
 

@@ -165,7 +165,7 @@ pub enum Probabilities {
 impl Probabilities {
     pub fn to_f64(&self) -> Vec<f64> {
         match self {
-            Probabilities::Exact(p) => p.iter().map(Rational::to_f64).collect(),
+            Probabilities::Exact(p) => p.iter().map(nearest_f64).collect(),
             Probabilities::Enclosed(p) => p.iter().map(Ball::to_f64).collect(),
         }
     }

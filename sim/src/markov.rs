@@ -1,0 +1,442 @@
+//! Ensembles of the categorical resampling chain (Wright–Fisher; theory:
+//! `collapse_analysis::markov`, derivation: `proofs/markov.md`). Each chain keeps only its
+//! surviving categories, as (category, count) pairs in category order: a lost category never
+//! returns, so extinct categories cost nothing.
+
+use crate::SimError;
+use crate::progress::Progress;
+use crate::rng::{ChainRng, stream};
+use crate::stats::{Accumulator, Summary};
+use collapse_analysis::markov::theory::MarkovSpec;
+use rand_distr::{Binomial, Distribution};
+use rayon::prelude::*;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkovMethod {
+    /// The multinomial by conditional binomials over the surviving categories.
+    Binomial,
+    /// M category labels drawn from an alias table, then counted (the literal path).
+    Labels,
+}
+
+impl MarkovMethod {
+    pub fn parse(text: &str) -> Result<MarkovMethod, SimError> {
+        match text {
+            "binomial" => Ok(MarkovMethod::Binomial),
+            "labels" => Ok(MarkovMethod::Labels),
+            other => Err(SimError::Invalid {
+                what: "method",
+                why: format!("'{other}' (expected binomial or labels)"),
+            }),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            MarkovMethod::Binomial => "binomial",
+            MarkovMethod::Labels => "labels",
+        }
+    }
+}
+
+/// Largest ensemble accepted.
+pub const MAX_CHAINS: u64 = 10_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkovConfig {
+    pub chains: u64,
+    pub seed: u64,
+    pub method: MarkovMethod,
+    /// Worker threads (None: rayon's default). Results do not depend on it.
+    pub threads: Option<usize>,
+    /// Show a progress bar on a terminal for runs longer than a second.
+    pub progress: bool,
+}
+
+impl MarkovConfig {
+    pub fn new(chains: u64, seed: u64, method: MarkovMethod) -> MarkovConfig {
+        MarkovConfig {
+            chains,
+            seed,
+            method,
+            threads: None,
+            progress: false,
+        }
+    }
+}
+
+/// Statistics over chains at generation n.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkovGenerationStats {
+    pub n: u32,
+    /// Number of categories with positive probability.
+    pub surviving: Summary,
+    /// 1 - sum p_i^2.
+    pub heterozygosity: Summary,
+    /// -sum p_i ln p_i (nats).
+    pub entropy: Summary,
+    /// max p_i.
+    pub largest: Summary,
+    /// Fraction of chains that are a point mass.
+    pub absorbed_fraction: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MarkovRun {
+    pub spec: MarkovSpec,
+    pub config: MarkovConfig,
+    pub rows: Vec<MarkovGenerationStats>,
+    /// Absorption time of each chain, None if not absorbed by generation N.
+    pub absorption_times: Vec<Option<u32>>,
+    /// Mean and s.e. of the absorption time over the chains absorbed by N (None if none).
+    pub mean_absorption_time: Option<Summary>,
+    /// Per category: the fraction of chains in which it survives at generation N.
+    pub final_survival: Vec<f64>,
+    pub seconds: f64,
+}
+
+/// A binomial(n, p) variate (`rand_distr`: inversion for n min(p, 1-p) < 10, else BTPE).
+#[inline]
+pub fn binomial(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
+    if n == 0 || p <= 0.0 {
+        return 0;
+    }
+    if p >= 1.0 {
+        return n;
+    }
+    Binomial::new(n, p).expect("0 < p < 1").sample(rng)
+}
+
+/// Surviving categories of a chain: (category, count), in category order.
+type Alive = Vec<(u32, u32)>;
+
+struct Chain {
+    rng: ChainRng,
+    alive: Alive,
+    next: Alive,
+    absorbed_at: Option<u32>,
+}
+
+/// One multinomial(M, weights) draw by conditional binomials: category i gets
+/// Binomial(remaining draws, w_i / (w_i + ... + w_last)); the last gets the rest. `tail[i]` is
+/// w_i + ... + w_last. Zero counts are dropped.
+fn conditional_binomials(
+    rng: &mut ChainRng,
+    m: u64,
+    categories: impl Iterator<Item = (u32, f64, f64)>,
+    out: &mut Alive,
+) {
+    out.clear();
+    let mut remaining = m;
+    let mut peek = categories.peekable();
+    while let Some((category, weight, tail)) = peek.next() {
+        if remaining == 0 {
+            break;
+        }
+        let count = if peek.peek().is_none() {
+            remaining
+        } else {
+            binomial(rng, remaining, (weight / tail).min(1.0))
+        };
+        if count > 0 {
+            out.push((category, count as u32));
+            remaining -= count;
+        }
+    }
+}
+
+/// Vose's alias table over `weights` (positive): per column, the probability of keeping it and
+/// its alias.
+fn alias_table(weights: &[f64]) -> (Vec<f64>, Vec<u32>) {
+    let n = weights.len();
+    let total: f64 = weights.iter().sum();
+    let mut prob: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
+    let mut alias: Vec<u32> = (0..n as u32).collect();
+    let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| prob[i] < 1.0);
+    while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+        alias[s] = l as u32;
+        prob[l] -= 1.0 - prob[s];
+        if prob[l] < 1.0 {
+            large.pop();
+            small.push(l);
+        }
+    }
+    for i in large.into_iter().chain(small) {
+        prob[i] = 1.0;
+    }
+    (prob, alias)
+}
+
+/// M labels from the alias table of `weights`, counted per category.
+fn labels(rng: &mut ChainRng, m: u64, categories: &[u32], weights: &[f64], out: &mut Alive) {
+    let (prob, alias) = alias_table(weights);
+    let n = categories.len();
+    let mut counts = vec![0u32; n];
+    for _ in 0..m {
+        let word = rng.next_u64();
+        // Column from the high 32 bits (n <= 2^32), keep-or-alias from the low 32.
+        let column = (((word >> 32) * n as u64) >> 32) as usize;
+        let u = (word & 0xFFFF_FFFF) as f64 * (1.0 / 4_294_967_296.0);
+        let pick = if u < prob[column] {
+            column
+        } else {
+            alias[column] as usize
+        };
+        counts[pick] += 1;
+    }
+    out.clear();
+    out.extend(
+        categories
+            .iter()
+            .zip(counts)
+            .filter(|&(_, c)| c > 0)
+            .map(|(&category, c)| (category, c)),
+    );
+}
+
+/// Chains per parallel block (fixed: block boundaries never depend on the thread count).
+const CHUNK: usize = 64;
+
+/// Runs `config.chains` chains of `spec` for N generations.
+pub fn simulate(spec: &MarkovSpec, config: &MarkovConfig) -> Result<MarkovRun, SimError> {
+    if config.chains == 0 || config.chains > MAX_CHAINS {
+        return Err(SimError::Invalid {
+            what: "chains",
+            why: format!("must be in 1..={MAX_CHAINS}, got {}", config.chains),
+        });
+    }
+    if let Some(t) = config.threads
+        && (t == 0 || t > 1024)
+    {
+        return Err(SimError::Invalid {
+            what: "threads",
+            why: format!("must be in 1..=1024, got {t}"),
+        });
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| SimError::Invalid {
+            what: "threads",
+            why: e.to_string(),
+        })?;
+    Ok(pool.install(|| run(spec, config)))
+}
+
+/// Per-chain statistics of a state: surviving, heterozygosity, entropy, largest probability.
+fn chain_stats(alive: &Alive, m: f64) -> [f64; 4] {
+    let (mut sum_sq, mut entropy, mut largest) = (0u64, 0.0f64, 0u32);
+    for &(_, c) in alive {
+        sum_sq += u64::from(c) * u64::from(c);
+        let p = f64::from(c) / m;
+        entropy -= p * p.ln();
+        largest = largest.max(c);
+    }
+    [
+        alive.len() as f64,
+        1.0 - sum_sq as f64 / (m * m),
+        entropy,
+        f64::from(largest) / m,
+    ]
+}
+
+#[derive(Clone, Copy, Default)]
+struct BlockStats {
+    acc: [Accumulator; 4],
+    absorbed: u64,
+}
+
+impl BlockStats {
+    fn merge(&self, other: &BlockStats) -> BlockStats {
+        BlockStats {
+            acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),
+            absorbed: self.absorbed + other.absorbed,
+        }
+    }
+}
+
+fn summary(acc: &Accumulator) -> Summary {
+    let m = acc.moments();
+    Summary {
+        mean: m.mean,
+        stderr: m.stderr,
+    }
+}
+
+fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
+    let start = Instant::now();
+    let m = u64::from(spec.samples);
+    let mf = m as f64;
+    // Generation 0: the initial probabilities (nearest doubles), with their tail sums.
+    let initial = spec.probabilities(128).to_f64();
+    let positive: Vec<(u32, f64)> = initial
+        .iter()
+        .enumerate()
+        .filter(|&(_, &p)| p > 0.0)
+        .map(|(i, &p)| (i as u32, p))
+        .collect();
+    let mut tails = vec![0.0; positive.len()];
+    let mut acc = 0.0;
+    for (t, &(_, p)) in tails.iter_mut().zip(&positive).rev() {
+        acc += p;
+        *t = acc;
+    }
+    let mut chains: Vec<Chain> = (0..config.chains)
+        .into_par_iter()
+        .map(|c| Chain {
+            rng: ChainRng::for_chain(config.seed, stream::MARKOV, c),
+            alive: Vec::new(),
+            next: Vec::new(),
+            absorbed_at: (positive.len() <= 1).then_some(0),
+        })
+        .collect();
+    // Generation 0 is the same for every chain.
+    let initial_stats = {
+        let (mut sum_sq, mut entropy, mut largest) = (0.0, 0.0, 0.0f64);
+        for &(_, p) in &positive {
+            sum_sq += p * p;
+            entropy -= p * p.ln();
+            largest = largest.max(p);
+        }
+        let one = |x: f64| Summary {
+            mean: x,
+            stderr: 0.0,
+        };
+        MarkovGenerationStats {
+            n: 0,
+            surviving: one(positive.len() as f64),
+            heterozygosity: one(1.0 - sum_sq),
+            entropy: one(entropy),
+            largest: one(largest),
+            absorbed_fraction: if positive.len() <= 1 { 1.0 } else { 0.0 },
+        }
+    };
+    let mut rows = Vec::with_capacity(spec.generations as usize + 1);
+    rows.push(initial_stats);
+    let mut progress = Progress::new(u64::from(spec.generations), config.progress);
+    let method = config.method;
+    for n in 1..=spec.generations {
+        let blocks: Vec<BlockStats> = chains
+            .par_chunks_mut(CHUNK)
+            .map(|block| {
+                let mut values = [[0.0f64; CHUNK]; 4];
+                let mut absorbed = 0;
+                for (i, chain) in block.iter_mut().enumerate() {
+                    let Chain {
+                        rng,
+                        alive,
+                        next,
+                        absorbed_at,
+                    } = chain;
+                    // A point mass stays one: absorbed chains draw nothing.
+                    if n == 1 {
+                        step_from_initial(rng, m, &positive, &tails, method, next);
+                        std::mem::swap(alive, next);
+                    } else if alive.len() > 1 {
+                        step(rng, m, alive, method, next);
+                        std::mem::swap(alive, next);
+                    }
+                    if alive.len() <= 1 {
+                        absorbed += 1;
+                        absorbed_at.get_or_insert(n);
+                    }
+                    for (v, x) in values.iter_mut().zip(chain_stats(alive, mf)) {
+                        v[i] = x;
+                    }
+                }
+                let len = block.len();
+                BlockStats {
+                    acc: std::array::from_fn(|q| Accumulator::from_slice(&values[q][..len])),
+                    absorbed,
+                }
+            })
+            .collect();
+        let total = blocks
+            .iter()
+            .fold(BlockStats::default(), |acc, b| acc.merge(b));
+        rows.push(MarkovGenerationStats {
+            n,
+            surviving: summary(&total.acc[0]),
+            heterozygosity: summary(&total.acc[1]),
+            entropy: summary(&total.acc[2]),
+            largest: summary(&total.acc[3]),
+            absorbed_fraction: total.absorbed as f64 / config.chains as f64,
+        });
+        progress.set(u64::from(n));
+    }
+    progress.finish();
+    let absorption_times: Vec<Option<u32>> = chains.iter().map(|c| c.absorbed_at).collect();
+    let times: Vec<f64> = absorption_times
+        .iter()
+        .flatten()
+        .map(|&t| f64::from(t))
+        .collect();
+    let mean_absorption_time =
+        (!times.is_empty()).then(|| summary(&Accumulator::from_slice(&times)));
+    let mut survivors = vec![0u64; spec.categories as usize];
+    for chain in &chains {
+        for &(category, _) in &chain.alive {
+            survivors[category as usize] += 1;
+        }
+    }
+    MarkovRun {
+        spec: spec.clone(),
+        config: config.clone(),
+        rows,
+        absorption_times,
+        mean_absorption_time,
+        final_survival: survivors
+            .iter()
+            .map(|&s| s as f64 / config.chains as f64)
+            .collect(),
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Generation 1 from the initial probabilities.
+fn step_from_initial(
+    rng: &mut ChainRng,
+    m: u64,
+    positive: &[(u32, f64)],
+    tails: &[f64],
+    method: MarkovMethod,
+    out: &mut Alive,
+) {
+    match method {
+        MarkovMethod::Binomial => conditional_binomials(
+            rng,
+            m,
+            positive.iter().zip(tails).map(|(&(c, p), &t)| (c, p, t)),
+            out,
+        ),
+        MarkovMethod::Labels => {
+            let categories: Vec<u32> = positive.iter().map(|&(c, _)| c).collect();
+            let weights: Vec<f64> = positive.iter().map(|&(_, p)| p).collect();
+            labels(rng, m, &categories, &weights, out);
+        }
+    }
+}
+
+/// Generation n+1 from the counts of generation n: the conditional probabilities are ratios of
+/// integers (count / remaining count), each correctly rounded once.
+fn step(rng: &mut ChainRng, m: u64, alive: &Alive, method: MarkovMethod, out: &mut Alive) {
+    match method {
+        MarkovMethod::Binomial => {
+            let mut tail = m;
+            let categories = alive.iter().map(|&(c, count)| {
+                let entry = (c, f64::from(count), tail as f64);
+                tail -= u64::from(count);
+                entry
+            });
+            conditional_binomials(rng, m, categories, out);
+        }
+        MarkovMethod::Labels => {
+            let categories: Vec<u32> = alive.iter().map(|&(c, _)| c).collect();
+            let weights: Vec<f64> = alive.iter().map(|&(_, n)| f64::from(n)).collect();
+            labels(rng, m, &categories, &weights, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

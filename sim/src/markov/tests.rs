@@ -1,0 +1,178 @@
+use super::*;
+use collapse_analysis::markov::theory::{Initial, MarkovSpec, theory};
+use proptest::prelude::*;
+use statrs::distribution::{Binomial as StatrsBinomial, ChiSquared, ContinuousCDF, Discrete};
+
+fn spec(m: u64, k: u64, init: &str, n: u64) -> MarkovSpec {
+    MarkovSpec::new(m, k, Initial::parse(init).unwrap(), n).unwrap()
+}
+
+#[test]
+fn binomial_values_are_pinned() {
+    let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
+    let draws: Vec<u64> = [(10, 0.3), (1000, 0.004), (10_000, 0.37), (50, 0.999)]
+        .iter()
+        .flat_map(|&(n, p)| [binomial(&mut rng, n, p), binomial(&mut rng, n, p)])
+        .collect();
+    assert_eq!(draws, PINNED);
+}
+
+const PINNED: [u64; 8] = [2, 1, 1, 1, 3781, 3613, 50, 50];
+
+/// Chi-square goodness of fit against statrs' pmf, 2e5 draws per case, cells with expected
+/// count below 20 merged into their neighbour; critical value at a false-alarm rate of 1e-6.
+#[test]
+fn binomial_fits_its_law() {
+    let mut rng = ChainRng::for_chain(2, stream::TEST, 0);
+    let draws = 200_000usize;
+    for (n, p) in [
+        (10u64, 0.3),
+        (1000, 0.004),
+        (10_000, 0.37),
+        (50, 0.999),
+        (7, 0.5),
+    ] {
+        let law = StatrsBinomial::new(p, n).unwrap();
+        let mut counts = vec![0u64; n as usize + 1];
+        for _ in 0..draws {
+            counts[binomial(&mut rng, n, p) as usize] += 1;
+        }
+        // Merge cells left to right until each expected count is >= 20.
+        let (mut stat, mut cells) = (0.0, 0usize);
+        let (mut obs, mut exp) = (0.0, 0.0);
+        for (k, &c) in counts.iter().enumerate() {
+            obs += c as f64;
+            exp += law.pmf(k as u64) * draws as f64;
+            if exp >= 20.0 {
+                stat += (obs - exp) * (obs - exp) / exp;
+                cells += 1;
+                (obs, exp) = (0.0, 0.0);
+            }
+        }
+        if exp > 0.0 {
+            stat += (obs - exp) * (obs - exp) / exp.max(1e-300);
+            cells += 1;
+        }
+        let critical = ChiSquared::new((cells - 1) as f64)
+            .unwrap()
+            .inverse_cdf(1.0 - 1e-6);
+        assert!(
+            stat < critical,
+            "n = {n}, p = {p}: chi2 {stat} >= {critical} ({cells} cells)"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn steps_keep_the_invariants(
+        m in 1u64..200,
+        weights in proptest::collection::vec(0u32..5, 1..12),
+        seed in 0u64..1000,
+        labels_method in any::<bool>(),
+    ) {
+        let method = if labels_method { MarkovMethod::Labels } else { MarkovMethod::Binomial };
+        let mut rng = ChainRng::for_chain(seed, stream::TEST, 0);
+        let positive: Vec<(u32, f64)> = weights
+            .iter()
+            .enumerate()
+            .filter(|&(_, &w)| w > 0)
+            .map(|(i, &w)| (i as u32, f64::from(w)))
+            .collect();
+        prop_assume!(!positive.is_empty());
+        let mut tails: Vec<f64> = positive.iter().map(|&(_, w)| w).collect();
+        for i in (0..tails.len().saturating_sub(1)).rev() {
+            tails[i] += tails[i + 1];
+        }
+        let (mut alive, mut next) = (Vec::new(), Vec::new());
+        step_from_initial(&mut rng, m, &positive, &tails, method, &mut alive);
+        for _ in 0..30 {
+            // Counts sum to M, categories ascend, none is zero, none is new.
+            prop_assert_eq!(alive.iter().map(|&(_, c)| u64::from(c)).sum::<u64>(), m);
+            prop_assert!(alive.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(alive.iter().all(|&(c, n)| n > 0 && weights[c as usize] > 0));
+            step(&mut rng, m, &alive, method, &mut next);
+            // A lost category never returns.
+            prop_assert!(next.iter().all(|&(c, _)| alive.iter().any(|&(a, _)| a == c)));
+            if alive.len() == 1 {
+                // A point mass stays.
+                prop_assert_eq!(&next, &alive);
+            }
+            std::mem::swap(&mut alive, &mut next);
+        }
+    }
+}
+
+#[test]
+fn identical_for_any_thread_count() {
+    for method in [MarkovMethod::Binomial, MarkovMethod::Labels] {
+        let s = spec(20, 6, "zipf:1.1", 15);
+        let mut cfg = MarkovConfig::new(203, 4, method);
+        cfg.threads = Some(1);
+        let a = simulate(&s, &cfg).unwrap();
+        cfg.threads = Some(3);
+        let b = simulate(&s, &cfg).unwrap();
+        assert_eq!(a.rows, b.rows);
+        assert_eq!(a.absorption_times, b.absorption_times);
+        assert_eq!(a.final_survival, b.final_survival);
+    }
+}
+
+/// Simulation against exact theory: K = 5, q = (.5, .25, .15, .07, .03), M = 30, R = 10^5,
+/// both methods. |z| < 5 for E[H_n] and E[surviving] at every n <= 20; with this many chains a
+/// theory 1% off would give |z| > 5 for the heterozygosity (checked).
+#[test]
+fn simulation_agrees_with_theory() {
+    let s = spec(30, 5, "probs:0.5,0.25,0.15,0.07,0.03", 20);
+    let t = theory(&s, 20).unwrap();
+    for method in [MarkovMethod::Binomial, MarkovMethod::Labels] {
+        let run = simulate(&s, &MarkovConfig::new(100_000, 11, method)).unwrap();
+        for (row, th) in run.rows.iter().zip(&t.rows).skip(1) {
+            for (emp, exact) in [
+                (&row.heterozygosity, th.expected_heterozygosity.to_f64()),
+                (&row.surviving, th.expected_surviving.to_f64()),
+            ] {
+                let z = (emp.mean - exact) / emp.stderr;
+                assert!(z.abs() < 5.0, "{method:?} n = {}: z = {z}", row.n);
+            }
+        }
+        let (row, th) = (&run.rows[10], &t.rows[10]);
+        let wrong = 1.01 * th.expected_heterozygosity.to_f64();
+        assert!(((row.heterozygosity.mean - wrong) / row.heterozygosity.stderr).abs() > 5.0);
+    }
+}
+
+/// K = 2, M = 10, p = 1/2: the exact E[T] = 12.5905..., Var[T] = 92.65...; R = 10^5 chains run
+/// for 400 generations (P(T > n) decays like 0.9^n: ~1e-18 at 400), so every chain is absorbed.
+#[test]
+fn absorption_time_agrees_with_theory() {
+    let s = spec(10, 2, "uniform", 400);
+    let t = theory(&s, 20).unwrap();
+    let run = simulate(&s, &MarkovConfig::new(100_000, 5, MarkovMethod::Binomial)).unwrap();
+    assert!(run.absorption_times.iter().all(Option::is_some));
+    let mean = run.mean_absorption_time.unwrap();
+    let exact = t.absorption.expected_time.unwrap().to_f64();
+    let z = (mean.mean - exact) / mean.stderr;
+    assert!(z.abs() < 5.0, "z = {z}: {} vs {exact}", mean.mean);
+    // And P(T <= n) at n = 10 against the absorbed fraction (binomial s.e.).
+    let p10 = t.rows[10].prob_absorbed.as_ref().unwrap().to_f64();
+    let f10 = run.rows[10].absorbed_fraction;
+    let se = (p10 * (1.0 - p10) / 100_000.0).sqrt();
+    assert!(((f10 - p10) / se).abs() < 5.0, "{f10} vs {p10}");
+    // Fixation probability = initial frequency: category 0 survives in about half the chains.
+    let f = run.final_survival[0];
+    assert!(
+        ((f - 0.5) / (0.25f64 / 100_000.0).sqrt()).abs() < 5.0,
+        "{f}"
+    );
+}
+
+#[test]
+fn bad_config_is_refused() {
+    let s = spec(10, 2, "uniform", 3);
+    assert!(simulate(&s, &MarkovConfig::new(0, 1, MarkovMethod::Binomial)).is_err());
+    let mut cfg = MarkovConfig::new(3, 1, MarkovMethod::Binomial);
+    cfg.threads = Some(0);
+    assert!(simulate(&s, &cfg).is_err());
+    assert!(MarkovMethod::parse("poisson").is_err());
+}
