@@ -110,6 +110,23 @@ pub fn binomial(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
 /// Surviving categories of a chain: (category, count), in category order.
 type Alive = Vec<(u32, u32)>;
 
+/// One Multinomial(M, w / sum w) draw over `weights` = (category, w > 0) pairs, by
+/// conditional binomials; the categories with positive counts go to `out` in order.
+pub fn multinomial(rng: &mut ChainRng, m: u64, weights: &[(u32, f64)], out: &mut Vec<(u32, u32)>) {
+    let mut tails = vec![0.0; weights.len()];
+    let mut acc = 0.0;
+    for (t, &(_, w)) in tails.iter_mut().zip(weights).rev() {
+        acc += w;
+        *t = acc;
+    }
+    conditional_binomials(
+        rng,
+        m,
+        weights.iter().zip(&tails).map(|(&(c, w), &t)| (c, w, t)),
+        out,
+    );
+}
+
 struct Chain {
     rng: ChainRng,
     alive: Alive,

@@ -1,0 +1,101 @@
+//! Benches of the categorical resampling (Wright–Fisher) samplers and ensemble, with the numpy
+//! peer measured in the same run.
+//!
+//! `cargo bench --bench markov` prints criterion's estimates of the binomial and multinomial
+//! samplers, then times the ensemble R = 1000, K = 1000 (Zipf 1.1), M = 10^4, N = 1000 in Rust
+//! (1 and 2 threads) and in numpy (`benches/peers/wright_fisher_numpy.py`, when python3 with
+//! numpy is available) and prints the ratios. `-- no-criterion-match` runs only the latter.
+
+use collapse_analysis::markov::theory::{Initial, MarkovSpec};
+use collapse_sim::markov::{MarkovConfig, MarkovMethod, binomial, multinomial, simulate};
+use collapse_sim::rng::{ChainRng, stream};
+use criterion::{Criterion, Throughput};
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+fn samplers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("markov_samplers");
+    group.throughput(Throughput::Elements(1));
+    let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
+    for (name, n, p) in [
+        ("binomial_n1e4_p0.0005_inversion", 10_000u64, 0.0005),
+        ("binomial_n1e4_p0.3_btpe", 10_000, 0.3),
+    ] {
+        group.bench_function(name, |b| b.iter(|| black_box(binomial(&mut rng, n, p))));
+    }
+    // One multinomial draw, M = 10^4 over K = 1000 Zipf(1.1) categories.
+    let weights: Vec<(u32, f64)> = (1..=1000u32)
+        .map(|i| (i - 1, f64::from(i).powf(-1.1)))
+        .collect();
+    let mut out = Vec::new();
+    group.bench_function("multinomial_m1e4_k1000_zipf", |b| {
+        b.iter(|| {
+            multinomial(&mut rng, 10_000, &weights, &mut out);
+            black_box(&out);
+        })
+    });
+    group.finish();
+}
+
+fn ensemble_seconds(spec: &MarkovSpec, threads: usize, chains: u64) -> f64 {
+    let mut config = MarkovConfig::new(chains, 1, MarkovMethod::Binomial);
+    config.threads = Some(threads);
+    let t = Instant::now();
+    black_box(simulate(spec, &config).expect("runs"));
+    t.elapsed().as_secs_f64()
+}
+
+fn numpy_seconds(chains: u64, k: u64, m: u64, n: u64) -> Option<f64> {
+    let out = Command::new("python3")
+        .args([
+            "benches/peers/wright_fisher_numpy.py",
+            "--chains",
+            &chains.to_string(),
+            "--categories",
+            &k.to_string(),
+            "--samples",
+            &m.to_string(),
+            "--generations",
+            &n.to_string(),
+            "--zipf",
+            "1.1",
+            "--json",
+        ])
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["seconds_min"].as_f64()
+}
+
+fn peer_comparison() {
+    let (chains, k, m, n) = (1000u64, 1000u64, 10_000u64, 1000u64);
+    let spec = MarkovSpec::new(m, k, Initial::Zipf(1.1), n).expect("valid");
+    let numpy = numpy_seconds(chains, k, m, n);
+    let one = ensemble_seconds(&spec, 1, chains);
+    let two = ensemble_seconds(&spec, 2, chains);
+    println!("\nmarkov peer comparison: R = {chains}, K = {k} (Zipf 1.1), M = {m}, N = {n}");
+    match numpy {
+        Some(p) => println!(
+            "  rust 1 thread {one:.2} s, 2 threads {two:.2} s; numpy {p:.2} s; speed-up {:.1}x (1 thread), {:.1}x (2 threads)",
+            p / one,
+            p / two
+        ),
+        None => println!(
+            "  rust 1 thread {one:.2} s, 2 threads {two:.2} s; numpy peer unavailable (python3 with numpy)"
+        ),
+    }
+}
+
+fn main() {
+    // Plots off: criterion's plotters backend needs system fonts, which this toolkit does not assume.
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
+    samplers(&mut criterion);
+    criterion.final_summary();
+    // Under `cargo test --all-targets` (no --bench) criterion runs each bench once; skip the peer.
+    if std::env::args().any(|a| a == "--bench") {
+        peer_comparison();
+    }
+}
