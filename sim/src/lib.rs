@@ -4,6 +4,7 @@
 //! counter-based Philox4x32-10 block of (seed, c), so results are bit-identical for any number
 //! of threads; reductions over chains happen in chain order.
 
+pub mod binomial;
 pub mod gamma;
 pub mod gaussian;
 pub mod kernels;

@@ -50,7 +50,7 @@ const EXP_TAYLOR: [f64; 12] = {
 };
 
 /// Natural logarithm of a positive, finite, normal `x`.
-#[inline]
+#[inline(always)]
 pub fn ln(x: f64) -> f64 {
     let bits = x.to_bits();
     let mantissa = f64::from_bits((bits & MANTISSA) | ONE_BITS);
@@ -70,7 +70,7 @@ pub fn ln(x: f64) -> f64 {
 }
 
 /// e^x for finite x (clamped to [-708, 709]; see the module notes).
-#[inline]
+#[inline(always)]
 pub fn exp(x: f64) -> f64 {
     let x = x.clamp(EXP_MIN, EXP_MAX);
     let k = (x * std::f64::consts::LOG2_E).round_ties_even();

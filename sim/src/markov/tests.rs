@@ -1,66 +1,9 @@
 use super::*;
 use collapse_analysis::markov::theory::{Initial, MarkovSpec, theory};
 use proptest::prelude::*;
-use statrs::distribution::{Binomial as StatrsBinomial, ChiSquared, ContinuousCDF, Discrete};
 
 fn spec(m: u64, k: u64, init: &str, n: u64) -> MarkovSpec {
     MarkovSpec::new(m, k, Initial::parse(init).unwrap(), n).unwrap()
-}
-
-#[test]
-fn binomial_values_are_pinned() {
-    let mut rng = ChainRng::for_chain(1, stream::TEST, 0);
-    let draws: Vec<u64> = [(10, 0.3), (1000, 0.004), (10_000, 0.37), (50, 0.999)]
-        .iter()
-        .flat_map(|&(n, p)| [binomial(&mut rng, n, p), binomial(&mut rng, n, p)])
-        .collect();
-    assert_eq!(draws, PINNED);
-}
-
-const PINNED: [u64; 8] = [2, 1, 1, 1, 3781, 3613, 50, 50];
-
-/// Chi-square goodness of fit against statrs' pmf, 2e5 draws per case, cells with expected
-/// count below 20 merged into their neighbour; critical value at a false-alarm rate of 1e-6.
-#[test]
-fn binomial_fits_its_law() {
-    let mut rng = ChainRng::for_chain(2, stream::TEST, 0);
-    let draws = 200_000usize;
-    for (n, p) in [
-        (10u64, 0.3),
-        (1000, 0.004),
-        (10_000, 0.37),
-        (50, 0.999),
-        (7, 0.5),
-    ] {
-        let law = StatrsBinomial::new(p, n).unwrap();
-        let mut counts = vec![0u64; n as usize + 1];
-        for _ in 0..draws {
-            counts[binomial(&mut rng, n, p) as usize] += 1;
-        }
-        // Merge cells left to right until each expected count is >= 20.
-        let (mut stat, mut cells) = (0.0, 0usize);
-        let (mut obs, mut exp) = (0.0, 0.0);
-        for (k, &c) in counts.iter().enumerate() {
-            obs += c as f64;
-            exp += law.pmf(k as u64) * draws as f64;
-            if exp >= 20.0 {
-                stat += (obs - exp) * (obs - exp) / exp;
-                cells += 1;
-                (obs, exp) = (0.0, 0.0);
-            }
-        }
-        if exp > 0.0 {
-            stat += (obs - exp) * (obs - exp) / exp.max(1e-300);
-            cells += 1;
-        }
-        let critical = ChiSquared::new((cells - 1) as f64)
-            .unwrap()
-            .inverse_cdf(1.0 - 1e-6);
-        assert!(
-            stat < critical,
-            "n = {n}, p = {p}: chi2 {stat} >= {critical} ({cells} cells)"
-        );
-    }
 }
 
 proptest! {
