@@ -271,10 +271,26 @@ fn smoke_report_is_complete() {
     assert!(html.contains("<svg") && html.contains("worst |z|"));
     let md = std::fs::read_to_string(dir.join("index.md")).unwrap();
     assert!(md.contains("scale `smoke`"));
-    let csv = std::fs::read_to_string(dir.join("gaussian/comparison.csv")).unwrap();
-    assert!(
-        csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible")
-    );
+    for section in ["gaussian", "markov"] {
+        let csv = std::fs::read_to_string(dir.join(format!("{section}/comparison.csv"))).unwrap();
+        assert!(
+            csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible"),
+            "{section}"
+        );
+    }
+    // The markov section: its heading, the survival-by-rank and absorption figures inlined.
+    assert!(html.contains("Categorical resampling (Wright–Fisher)"));
+    for stem in ["survival_by_rank", "absorbed", "absorption-time-vs-samples"] {
+        assert!(
+            std::fs::read_dir(dir.join("markov")).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(stem)),
+            "{stem}"
+        );
+    }
+    assert!(md.contains("markov-zipf1.1"));
     // Every compared pair of the smoke report agrees within 5 standard errors.
     let stdout = String::from_utf8_lossy(&o.stdout);
     let worst: f64 = stdout

@@ -4,6 +4,7 @@
 
 pub mod figure;
 pub mod gaussian;
+pub mod markov;
 pub mod report;
 pub mod table;
 

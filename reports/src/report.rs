@@ -5,6 +5,7 @@
 use crate::ReportError;
 use crate::figure::{Curve, CurveKind, Figure, render};
 use crate::gaussian::{Experiment, Outcome, figures, run_experiment};
+use crate::markov::MarkovOutcome;
 use crate::table::{
     ComparisonRow, comparison_frame, fmt_sig, html_escape, html_table, markdown_table,
     write_atomic, write_frame,
@@ -46,6 +47,21 @@ impl Scale {
             Scale::Smoke => "smoke",
             Scale::Default => "default",
             Scale::Paper => "paper",
+        }
+    }
+    /// (K, M, N, R) of the Zipf experiments of the markov section.
+    fn markov_size(self) -> (u64, u64, u64, u64) {
+        match self {
+            Scale::Smoke => (12, 30, 30, 2_000),
+            Scale::Default => (40, 50, 100, 20_000),
+            Scale::Paper => (40, 50, 100, 200_000),
+        }
+    }
+    /// Largest M of the exact-vs-diffusion E[T] figure.
+    fn markov_largest_samples(self) -> u32 {
+        match self {
+            Scale::Smoke => 32,
+            Scale::Default | Scale::Paper => 256,
         }
     }
     /// (M, N, R) of the Gaussian experiments.
@@ -166,12 +182,58 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         &dir.join(format!("{schedule_stem}.png")),
     )?;
 
-    let worst_z = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);
-    let comparisons = all_rows.iter().filter(|r| r.z.is_some()).count();
+    // The categorical chain (Wright–Fisher).
+    let markov_dir = out_dir.join("markov");
+    std::fs::create_dir_all(&markov_dir).map_err(|source| ReportError::Io {
+        path: markov_dir.display().to_string(),
+        source,
+    })?;
+    let markov_outcomes =
+        crate::markov::run_experiments(&crate::markov::experiments(scale.markov_size(), seed)?)?;
+    let markov_rows: Vec<ComparisonRow> = markov_outcomes
+        .iter()
+        .flat_map(|o| o.rows.iter().cloned())
+        .collect();
+    let mut markov_df = comparison_frame(&markov_rows)?;
+    write_frame(
+        &mut markov_df,
+        &markov_dir.join("comparison.parquet"),
+        &markov_dir.join("comparison.csv"),
+    )?;
+    let mut markov_figs: Vec<Vec<(String, String)>> = Vec::new();
+    for o in &markov_outcomes {
+        let mut files = Vec::new();
+        for (stem, fig) in crate::markov::figures(o) {
+            render(
+                &fig,
+                &markov_dir.join(format!("{stem}.svg")),
+                &markov_dir.join(format!("{stem}.png")),
+            )?;
+            files.push((stem, fig.title.clone()));
+        }
+        markov_figs.push(files);
+    }
+    let absorption_stem = "markov-absorption-time-vs-samples".to_string();
+    render(
+        &crate::markov::absorption_vs_samples_figure(scale.markov_largest_samples())?,
+        &markov_dir.join(format!("{absorption_stem}.svg")),
+        &markov_dir.join(format!("{absorption_stem}.png")),
+    )?;
+
+    let worst_z = outcomes
+        .iter()
+        .map(Outcome::worst_z)
+        .chain(markov_outcomes.iter().map(MarkovOutcome::worst_z))
+        .fold(0.0, f64::max);
+    let comparisons = all_rows
+        .iter()
+        .chain(&markov_rows)
+        .filter(|r| r.z.is_some())
+        .count();
     let seconds = start.elapsed().as_secs_f64();
     let summary = ReportSummary {
         out_dir: out_dir.to_path_buf(),
-        experiments: outcomes.len(),
+        experiments: outcomes.len() + markov_outcomes.len(),
         comparisons,
         worst_z,
         seconds,
@@ -182,10 +244,13 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         outcomes: &outcomes,
         figs: &figure_files,
         schedule_stem: &schedule_stem,
+        markov: &markov_outcomes,
+        markov_figs: &markov_figs,
+        absorption_stem: &absorption_stem,
         summary: &summary,
     };
     write_text(&out_dir.join("index.md"), &page.markdown())?;
-    write_text(&out_dir.join("index.html"), &page.html(&dir)?)?;
+    write_text(&out_dir.join("index.html"), &page.html(out_dir)?)?;
     Ok(summary)
 }
 
@@ -331,6 +396,69 @@ fn experiment_header(o: &Outcome) -> (String, Vec<ComparisonRow>) {
 
 const INTRO: &str = "Each generation of a 1-D Gaussian is re-fitted (sample mean and variance) to samples of the previous generation (Shumailov et al., The Curse of Recursion). Theory: exact closed forms in arbitrary precision (collapse-analysis, derivations in proofs/gaussian.md). Simulation: ensembles of independent chains (collapse-sim), `exact` (draw all M samples) or `sufficient` (draw the fitted statistics from their exact law). z = (ensemble mean - theory) / standard error, computed only where the Monte Carlo mean can estimate the theory at the run's size (mc_feasible); elsewhere the mean is shown but not compared, because E[sigma_n^2] and E[W2^2] are carried by astronomically rare chains once n >> M.";
 
+const MARKOV_INTRO: &str = "A categorical distribution over K categories is re-estimated each generation from M draws of the previous one (the paper's first theoretical case; the neutral Wright–Fisher model). Theory: the two-type chain of each category against the rest, exact (rationals or MPFR enclosures; proofs/markov.md): expected survivors, heterozygosity (1-1/M)^n (1 - sum q^2), each category's survival by its initial rank, and for two categories the absorption-time distribution and E[T]. Simulation: conditional binomials over the surviving categories, or M labels from an alias table. The rare categories (the tail) are lost first; every chain ends in a point mass.";
+
+/// Header sentence and table rows of one markov experiment.
+fn markov_header(o: &MarkovOutcome) -> (String, Vec<ComparisonRow>) {
+    let e = &o.experiment;
+    let absorbed = o.run.absorption_times.iter().flatten().count();
+    let mut header = format!(
+        "K = {}, init {}, M = {}, N = {}, R = {} chains, method {}, seed {}; runtime {:.1} s; {} compared pairs, worst |z| = {:.2}; {} of {} chains absorbed by n = {}.",
+        e.spec.categories,
+        e.spec.initial.label(),
+        e.spec.samples,
+        e.spec.generations,
+        e.config.chains,
+        e.config.method.name(),
+        e.config.seed,
+        o.seconds,
+        o.rows.iter().filter(|r| r.z.is_some()).count(),
+        o.worst_z(),
+        absorbed,
+        e.config.chains,
+        e.spec.generations,
+    );
+    let a = &o.theory.absorption;
+    match &a.expected_time {
+        Some(t) => {
+            let _ = write!(
+                header,
+                " Exact E[T] = {}, diffusion approximation {} (gap {:.2}%).",
+                fmt_sig(t.to_f64()),
+                fmt_sig(a.expected_time_diffusion),
+                100.0 * (a.expected_time_diffusion / t.to_f64() - 1.0)
+            );
+        }
+        None => {
+            let _ = write!(
+                header,
+                " Diffusion approximation of E[T] (Littler): {}.",
+                fmt_sig(a.expected_time_diffusion)
+            );
+        }
+    }
+    let gens = table_generations(u64::from(e.spec.generations));
+    let rows = ["surviving", "heterozygosity", "absorbed"]
+        .iter()
+        .flat_map(|q| {
+            o.rows
+                .iter()
+                .filter(|r| r.quantity == *q && gens.contains(&r.generation))
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .chain(
+            o.rows
+                .iter()
+                .filter(|r| {
+                    r.quantity.starts_with("survival_rank_") || r.quantity == "absorption_time"
+                })
+                .cloned(),
+        )
+        .collect();
+    (header, rows)
+}
+
 /// Everything the index pages show.
 struct Page<'a> {
     scale: Scale,
@@ -339,6 +467,10 @@ struct Page<'a> {
     /// Per outcome: (file stem, title) of each figure.
     figs: &'a [Vec<(String, String)>],
     schedule_stem: &'a str,
+    markov: &'a [MarkovOutcome],
+    /// Per markov outcome: (file stem, title) of each figure.
+    markov_figs: &'a [Vec<(String, String)>],
+    absorption_stem: &'a str,
     summary: &'a ReportSummary,
 }
 
@@ -362,11 +494,29 @@ impl Page<'_> {
                 let _ = writeln!(s, "![{title}](gaussian/{stem}.png)\n");
             }
         }
+        let _ = writeln!(
+            s,
+            "## Categorical resampling (Wright–Fisher)\n\n{MARKOV_INTRO}\n"
+        );
+        let _ = writeln!(
+            s,
+            "Tables: `markov/comparison.parquet` and `markov/comparison.csv`.\n\n![E[T] vs M](markov/{}.png)\n",
+            self.absorption_stem
+        );
+        for (o, files) in self.markov.iter().zip(self.markov_figs) {
+            let (header, rows) = markov_header(o);
+            let _ = writeln!(s, "### {}\n\n{header}\n", o.experiment.name);
+            let refs: Vec<&ComparisonRow> = rows.iter().collect();
+            let _ = writeln!(s, "{}\n", markdown_table(&refs));
+            for (stem, title) in files {
+                let _ = writeln!(s, "![{title}](markov/{stem}.png)\n");
+            }
+        }
         s
     }
 
-    fn html(&self, dir: &Path) -> Result<String, ReportError> {
-        let svg = |stem: &str| -> Result<String, ReportError> {
+    fn html(&self, out_dir: &Path) -> Result<String, ReportError> {
+        let svg_in = |dir: &Path, stem: &str| -> Result<String, ReportError> {
             let path = dir.join(format!("{stem}.svg"));
             let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Io {
                 path: path.display().to_string(),
@@ -378,6 +528,9 @@ impl Page<'_> {
                 .map(|i| text[i..].to_string())
                 .unwrap_or(text))
         };
+        let gaussian_dir = out_dir.join("gaussian");
+        let markov_dir = out_dir.join("markov");
+        let svg = |stem: &str| svg_in(&gaussian_dir, stem);
         let mut s = String::new();
         s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>collapse report</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}table{border-collapse:collapse;font-size:0.85em;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}figure{margin:1em 0}svg{max-width:100%;height:auto}.note{color:#444}</style></head><body>\n");
         let _ = writeln!(s, "<h1>collapse report</h1>");
@@ -408,6 +561,30 @@ impl Page<'_> {
             s.push_str(&html_table(&refs));
             for (stem, _) in files {
                 let _ = writeln!(s, "<figure>{}</figure>", svg(stem)?);
+            }
+        }
+        let _ = writeln!(
+            s,
+            "<h2>Categorical resampling (Wright–Fisher)</h2><p class=\"note\">{}</p><p>Tables: <code>markov/comparison.parquet</code>, <code>markov/comparison.csv</code>.</p>",
+            html_escape(MARKOV_INTRO)
+        );
+        let _ = writeln!(
+            s,
+            "<figure>{}</figure>",
+            svg_in(&markov_dir, self.absorption_stem)?
+        );
+        for (o, files) in self.markov.iter().zip(self.markov_figs) {
+            let (header, rows) = markov_header(o);
+            let _ = writeln!(
+                s,
+                "<h3>{}</h3><p class=\"note\">{}</p>",
+                html_escape(&o.experiment.name),
+                html_escape(&header)
+            );
+            let refs: Vec<&ComparisonRow> = rows.iter().collect();
+            s.push_str(&html_table(&refs));
+            for (stem, _) in files {
+                let _ = writeln!(s, "<figure>{}</figure>", svg_in(&markov_dir, stem)?);
             }
         }
         s.push_str("</body></html>\n");

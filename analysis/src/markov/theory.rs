@@ -16,6 +16,8 @@ pub const MAX_GENERATIONS: u32 = 100_000;
 /// Largest K whose Zipf or geometric law is built in exact rationals (the normalising sum's
 /// denominator grows with K); larger K uses enclosures.
 pub const MAX_EXACT_CATEGORIES: u32 = 64;
+/// Largest N M for exact rational count laws (see `theory`).
+pub const MAX_EXACT_WORK: u64 = 2_000;
 /// Work budget of the per-category loss recursions: distinct probabilities x N x M^2.
 pub const MAX_LOSS_WORK: f64 = 2e9;
 
@@ -311,6 +313,8 @@ pub struct Absorption {
 #[derive(Debug, Clone)]
 pub struct MarkovTheory {
     pub spec: MarkovSpec,
+    /// Per category: the probability that it survives at generation N, 1 - P(lost by N).
+    pub final_survival: Vec<Ball>,
     /// Whether every value is an exact rational (printed rounded).
     pub exact: bool,
     pub rows: Vec<MarkovRow>,
@@ -318,7 +322,8 @@ pub struct MarkovTheory {
 }
 
 /// The theory of `spec` with `digits` significant digits: exact rationals when the initial
-/// probabilities are rational and M <= MAX_EXACT_SAMPLES, else enclosures.
+/// probabilities are rational, M <= MAX_EXACT_SAMPLES and N M <= MAX_EXACT_WORK, else
+/// enclosures.
 pub fn theory(spec: &MarkovSpec, digits: u32) -> Result<MarkovTheory, SpecError> {
     if digits == 0 || digits > crate::MAX_DIGITS {
         return Err(SpecError::invalid(
@@ -343,7 +348,11 @@ pub fn theory(spec: &MarkovSpec, digits: u32) -> Result<MarkovTheory, SpecError>
             ),
         ));
     }
-    match (&probabilities, m <= MAX_EXACT_SAMPLES) {
+    // Rationals in the count laws grow by about M log2 M bits per generation: beyond
+    // MAX_EXACT_WORK (= N M) they cost more than enclosures at any useful precision.
+    let exact_feasible =
+        m <= MAX_EXACT_SAMPLES && u64::from(m) * u64::from(spec.generations) <= MAX_EXACT_WORK;
+    match (&probabilities, exact_feasible) {
         (Probabilities::Exact(p), true) => {
             let chain = TwoTypeChain::exact(m)?;
             Ok(assemble(spec, &chain, p, positive, prec, true, |c| {
@@ -387,13 +396,27 @@ fn assemble<N: ChainNumber + ToBall>(
     let m = spec.samples;
     // Loss curves, one per distinct probability (equal values share one computation).
     let mut curves: Vec<(f64, Vec<N>, usize)> = Vec::new();
+    let mut curve_of = Vec::with_capacity(p.len());
     for q in p {
         let key = q.approx();
-        match curves.iter_mut().find(|(k, _, _)| *k == key) {
-            Some(entry) => entry.2 += 1,
-            None => curves.push((key, loss_probabilities(chain, q, n_max), 1)),
+        match curves.iter().position(|(k, _, _)| *k == key) {
+            Some(i) => {
+                curves[i].2 += 1;
+                curve_of.push(i);
+            }
+            None => {
+                curve_of.push(curves.len());
+                curves.push((key, loss_probabilities(chain, q, n_max), 1));
+            }
         }
     }
+    let final_survival = curve_of
+        .iter()
+        .map(|&i| {
+            let lost = &curves[i].1[n_max as usize];
+            lost.int(1).minus(lost).to_ball(prec)
+        })
+        .collect();
     let zero = p[0].int(0);
     let rows = (0..=n_max)
         .map(|n| {
@@ -412,6 +435,7 @@ fn assemble<N: ChainNumber + ToBall>(
     let diffusion = diffusion_absorption_time(m, &p.iter().map(N::approx).collect::<Vec<_>>());
     let mut theory = MarkovTheory {
         spec: spec.clone(),
+        final_survival,
         exact,
         rows,
         absorption: Absorption {
