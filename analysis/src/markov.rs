@@ -204,25 +204,6 @@ impl TwoTypeChain<Rational> {
         }
         out
     }
-
-    /// E[T] and E[T^2] from every count, T the number of generations until the count is 0 or
-    /// M: t = N 1 and E[T^2] = (2N - I) t.
-    pub fn absorption_times(&self) -> AbsorptionTimes<Rational> {
-        let n = self.fundamental_matrix();
-        let m = self.m as usize;
-        let t: Vec<Rational> = n.iter().map(|row| row.iter().sum()).collect();
-        let mut mean = vec![Rational::new(); m + 1];
-        let mut second_moment = vec![Rational::new(); m + 1];
-        for (i, row) in n.iter().enumerate() {
-            let nt: Rational = row.iter().zip(&t).map(|(a, b)| Rational::from(a * b)).sum();
-            second_moment[i + 1] = Rational::from(2) * nt - &t[i];
-            mean[i + 1] = t[i].clone();
-        }
-        AbsorptionTimes {
-            mean,
-            second_moment,
-        }
-    }
 }
 
 impl<N: ChainNumber> TwoTypeChain<N> {
@@ -253,29 +234,63 @@ impl TwoTypeChain<Ball> {
         }
         Ok(TwoTypeChain::build(m, &Ball::exact(prec, 0)))
     }
+}
 
-    /// Enclosures of E[T] and E[T^2] from every count (`proofs/markov.md` §5): the systems
-    /// (I - Q) t = 1 and (I - Q) s = 1 + 2 Q t are solved in floats, then bounded a posteriori.
-    /// N = (I - Q)^(-1) is entrywise >= 0 with N 1 = t, so a residual r gives
-    /// |t - t~| <= N |r| <= max|r| t, hence |t - t~| <= rho t~ / (1 - rho) with rho = max|r|.
-    pub fn absorption_times(&self) -> AbsorptionTimes<Ball> {
-        let prec = self.rows[0][0].prec();
-        let work = prec + 32;
-        let m = self.m as usize;
-        let zero = Ball::exact(prec, 0);
-        if m < 2 {
-            return AbsorptionTimes {
-                mean: vec![zero.clone(); m + 1],
-                second_moment: vec![zero; m + 1],
-            };
+/// E[T] and E[T^2] over the transient states of an absorbing chain, from its transient block
+/// Q (T counts the steps until absorption; `proofs/markov.md` §5).
+pub trait Absorbing: ChainNumber {
+    /// (t, s) with t = N 1 and s = (2N - I) t, N = (I - Q)^(-1).
+    fn transient_moments(q: &[Vec<Self>]) -> (Vec<Self>, Vec<Self>);
+}
+
+/// I - Q of a transient block.
+fn identity_minus<N: ChainNumber>(q: &[Vec<N>]) -> Vec<Vec<N>> {
+    q.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.iter()
+                .enumerate()
+                .map(|(k, x)| x.int(u64::from(i == k)).minus(x))
+                .collect()
+        })
+        .collect()
+}
+
+impl Absorbing for Rational {
+    /// Exactly, through the fundamental matrix.
+    fn transient_moments(q: &[Vec<Rational>]) -> (Vec<Rational>, Vec<Rational>) {
+        let n = invert(identity_minus(q));
+        let t: Vec<Rational> = n.iter().map(|row| row.iter().sum()).collect();
+        let s = n
+            .iter()
+            .zip(&t)
+            .map(|(row, ti)| {
+                let nt: Rational = row.iter().zip(&t).map(|(a, b)| Rational::from(a * b)).sum();
+                Rational::from(2) * nt - ti
+            })
+            .collect();
+        (t, s)
+    }
+}
+
+impl Absorbing for Ball {
+    /// The systems (I - Q) t = 1 and (I - Q) s = 1 + 2 Q t are solved in floats, then bounded
+    /// a posteriori. N = (I - Q)^(-1) is entrywise >= 0 with N 1 = t, so a residual r gives
+    /// |t - t~| <= N |r| <= max|r| t, hence |t - t~| <= rho t~ / (1 - rho), rho = max|r|.
+    fn transient_moments(q: &[Vec<Ball>]) -> (Vec<Ball>, Vec<Ball>) {
+        let size = q.len();
+        if size == 0 {
+            return (Vec::new(), Vec::new());
         }
-        let a = self.i_minus_q();
+        let prec = q[0][0].prec();
+        let work = prec + 32;
+        let a = identity_minus(q);
         let lu = Lu::factor(
             a.iter()
                 .map(|row| row.iter().map(|b| Float::with_val(work, b.mid())).collect())
                 .collect(),
         );
-        let ones: Vec<Ball> = vec![Ball::exact(prec, 1); m - 1];
+        let ones: Vec<Ball> = vec![Ball::exact(prec, 1); size];
         let t_approx = lu.solve(&ones.iter().map(|b| b.mid().clone()).collect::<Vec<_>>());
         let rho_t = residual_bound(&a, &ones, &t_approx);
         let t: Vec<Ball> = t_approx
@@ -283,12 +298,14 @@ impl TwoTypeChain<Ball> {
             .map(|x| with_relative_error(x, &rho_t))
             .collect();
         // b = 1 + 2 Q t, with t enclosed.
-        let b: Vec<Ball> = (0..m - 1)
-            .map(|i| {
+        let b: Vec<Ball> = q
+            .iter()
+            .map(|row| {
                 let qt = Ball::sum(
                     prec,
-                    &(0..m - 1)
-                        .map(|k| self.rows[i + 1][k + 1].mul(&t[k]))
+                    &row.iter()
+                        .zip(&t)
+                        .map(|(x, tk)| x.mul(tk))
                         .collect::<Vec<_>>(),
                 );
                 Ball::exact(prec, 1).add(&qt.mul_f64(2.0))
@@ -296,8 +313,8 @@ impl TwoTypeChain<Ball> {
             .collect();
         let s_approx = lu.solve(&b.iter().map(|x| x.mid().clone()).collect::<Vec<_>>());
         let rho_s = residual_bound(&a, &b, &s_approx);
-        // |s - s~| <= rho_s t <= rho_s (t~ + |t - t~|): the upper end of t's ball.
-        let second: Vec<Ball> = s_approx
+        // |s - s~| <= rho_s t <= rho_s (upper end of t's ball).
+        let s = s_approx
             .iter()
             .zip(&t)
             .map(|(x, ti)| {
@@ -307,15 +324,29 @@ impl TwoTypeChain<Ball> {
                     .widen(&err)
             })
             .collect();
-        let pad = |v: Vec<Ball>| {
+        (t, s)
+    }
+}
+
+impl<N: Absorbing> TwoTypeChain<N> {
+    /// E[T] and E[T^2] from every count, T the number of generations until the count is 0 or
+    /// M: exact for rationals, enclosed for balls.
+    pub fn absorption_times(&self) -> AbsorptionTimes<N> {
+        let m = self.m as usize;
+        let zero = self.rows[0][0].int(0);
+        let q: Vec<Vec<N>> = (1..m).map(|i| self.rows[i][1..m].to_vec()).collect();
+        let (t, s) = N::transient_moments(&q);
+        let pad = |v: Vec<N>| {
             let mut out = vec![zero.clone()];
             out.extend(v);
-            out.push(zero.clone());
+            if m > 0 {
+                out.push(zero.clone());
+            }
             out
         };
         AbsorptionTimes {
             mean: pad(t),
-            second_moment: pad(second),
+            second_moment: pad(s),
         }
     }
 }
@@ -527,4 +558,5 @@ pub fn diffusion_absorption_time(m: u32, initial: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests;
 
+pub mod full;
 pub mod theory;

@@ -1,5 +1,6 @@
 //! The spec of a categorical resampling run and its theory, generation by generation.
 
+use super::full::{FullChain, MAX_FULL_STATES, state_count};
 use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
     absorption_moments_from, diffusion_absorption_time, expected_heterozygosity,
@@ -16,6 +17,8 @@ pub const MAX_GENERATIONS: u32 = 100_000;
 /// Largest K whose Zipf or geometric law is built in exact rationals (the normalising sum's
 /// denominator grows with K); larger K uses enclosures.
 pub const MAX_EXACT_CATEGORIES: u32 = 64;
+/// Work budget of P(T <= n) through the full chain: states^2 x N.
+pub const MAX_FULL_STEP_WORK: f64 = 5e7;
 /// Largest N M for exact rational count laws (see `theory`).
 pub const MAX_EXACT_WORK: u64 = 2_000;
 /// Work budget of the per-category loss recursions: distinct probabilities x N x M^2.
@@ -298,13 +301,14 @@ pub struct MarkovRow {
     pub n: u32,
     pub expected_heterozygosity: Ball,
     pub expected_surviving: Ball,
-    /// P(T <= n), where computed exactly (at most two categories with positive probability).
+    /// P(T <= n), where computed exactly: at most two categories with positive probability
+    /// (the two-type chain), or a full chain of at most `MAX_FULL_STATES` states.
     pub prob_absorbed: Option<Ball>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Absorption {
-    /// E[T], where computed exactly (at most two categories with positive probability).
+    /// E[T], where computed exactly (two-type chain or a small full chain).
     pub expected_time: Option<Ball>,
     pub expected_time_diffusion: f64,
     pub var_time: Option<Ball>,
@@ -474,6 +478,32 @@ fn assemble<N: ChainNumber + ToBall>(
         let var = second.minus(&mean.times(&mean));
         theory.absorption.expected_time = Some(mean.to_ball(prec));
         theory.absorption.var_time = Some(var.to_ball(prec));
+    } else if let Some(size) = state_count(m, positive as u32).filter(|&s| s <= MAX_FULL_STATES) {
+        // More than two categories, a small state space: the full chain, in balls.
+        let p_positive: Vec<Ball> = p
+            .iter()
+            .filter(|q| !q.is_exact_zero())
+            .map(|q| q.to_ball(prec))
+            .collect();
+        let full =
+            FullChain::new(m, positive as u32, &Ball::exact(prec, 0)).expect("state count checked");
+        if (size * size) as f64 * f64::from(n_max) <= MAX_FULL_STEP_WORK {
+            let mut law = full.first_law(&p_positive);
+            for row in &mut theory.rows {
+                if row.n == 0 {
+                    row.prob_absorbed = Some(Ball::exact(prec, 0));
+                    continue;
+                }
+                if row.n > 1 {
+                    law = full.step(&law);
+                }
+                row.prob_absorbed = Some(full.absorbed_mass(&law));
+            }
+        }
+        let (mean, second) = full.absorption_moments_from(&p_positive);
+        let var = second.sub(&mean.mul(&mean));
+        theory.absorption.expected_time = Some(mean);
+        theory.absorption.var_time = Some(var);
     }
     theory
 }
@@ -531,14 +561,12 @@ mod tests {
 
     #[test]
     fn exact_and_enclosed_theories_agree() {
-        // M = 30 takes the exact route; the same spec at M = 30 through balls (forced by a
-        // non-integer Zipf exponent close to an integer is not the same law, so compare the
-        // routes directly on uniform K = 3).
-        let spec = MarkovSpec::new(30, 3, Initial::Uniform, 12).unwrap();
+        // The exact route and the ball route on one spec (uniform, K = 3, M = 12).
+        let spec = MarkovSpec::new(12, 3, Initial::Uniform, 12).unwrap();
         let exact = theory(&spec, 30).unwrap();
         assert!(exact.exact);
         let prec = bits_for_digits(30, 64);
-        let chain = TwoTypeChain::enclosed(30, prec).unwrap();
+        let chain = TwoTypeChain::enclosed(12, prec).unwrap();
         let p = spec.probabilities(prec).balls(prec);
         let enclosed = assemble(&spec, &chain, &p, 3, prec, false, |c| c.absorption_times());
         for (a, b) in exact.rows.iter().zip(&enclosed.rows) {
@@ -548,9 +576,10 @@ mod tests {
                     .contains(a.expected_heterozygosity.mid())
             );
         }
-        // Three categories: no exact absorption (the full chain is not built here).
-        assert!(exact.absorption.expected_time.is_none());
-        assert!(exact.rows[12].prob_absorbed.is_none());
+        // Three categories, M = 12: the full chain has C(14, 2) = 91 states, so E[T] and
+        // P(T <= n) come from it.
+        assert!(exact.absorption.expected_time.is_some());
+        assert!(exact.rows[12].prob_absorbed.is_some());
     }
 
     #[test]
