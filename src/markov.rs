@@ -156,12 +156,18 @@ pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
         out.insert("chains".into(), json!(run.config.chains));
         out.insert("seed".into(), json!(run.config.seed));
         out.insert("method".into(), json!(run.config.method.name()));
+        // histogram[n] = chains absorbed exactly at generation n.
+        let mut histogram = vec![0u64; run.spec.generations as usize + 1];
+        for t in run.absorption_times.iter().flatten() {
+            histogram[*t as usize] += 1;
+        }
         out.insert(
             "absorption_time".into(),
             json!({
                 "mean": run.mean_absorption_time.map(|s| s.mean),
                 "stderr": run.mean_absorption_time.map(|s| s.stderr),
                 "absorbed_chains": absorbed,
+                "histogram": histogram,
             }),
         );
         out.insert("rows".into(), Value::Array(rows));

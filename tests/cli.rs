@@ -474,7 +474,16 @@ fn markov_simulate_json_contract_and_thread_independence() {
     }
     assert_eq!(rows[0]["surviving"]["mean"], 3.0);
     let t = &v["absorption_time"];
-    assert!(t["absorbed_chains"].as_u64().unwrap() <= 300);
+    let absorbed = t["absorbed_chains"].as_u64().unwrap();
+    assert!(absorbed <= 300);
+    let histogram: Vec<u64> = t["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(histogram.len(), 7);
+    assert_eq!(histogram.iter().sum::<u64>(), absorbed);
     let bad = collapse(&[
         "simulate",
         "markov",

@@ -255,6 +255,34 @@ mod tests {
     }
 
     #[test]
+    fn lumped_chain_matches_the_full_chain() {
+        // K = 3, M = 7: the full chain's probability that category 1 is lost by n (mass on
+        // states with c_1 = 0) equals the two-type chain's, exactly, for every n.
+        let full = FullChain::new(7, 3, &Rational::new()).unwrap();
+        let two = TwoTypeChain::exact(7).unwrap();
+        let p = [
+            Rational::from((2, 7)),
+            Rational::from((3, 7)),
+            Rational::from((2, 7)),
+        ];
+        let lost = super::super::loss_probabilities(&two, &p[0], 6);
+        let mut law = full.first_law(&p);
+        for (n, lost_n) in lost.iter().enumerate().skip(1) {
+            if n > 1 {
+                law = full.step(&law);
+            }
+            let mass: Rational = full
+                .states()
+                .iter()
+                .zip(&law)
+                .filter(|(s, _)| s[0] == 0)
+                .map(|(_, x)| x.clone())
+                .sum();
+            assert_eq!(&mass, lost_n, "n = {n}");
+        }
+    }
+
+    #[test]
     fn absorbed_mass_grows_to_one() {
         let full = FullChain::new(6, 3, &Rational::new()).unwrap();
         let p = [

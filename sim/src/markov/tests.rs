@@ -119,3 +119,22 @@ fn bad_config_is_refused() {
     assert!(simulate(&s, &cfg).is_err());
     assert!(MarkovMethod::parse("poisson").is_err());
 }
+
+/// The two samplers agree in distribution: per generation, the difference of their mean
+/// heterozygosities and survivors is within 5 combined standard errors (R = 5e4 each,
+/// independent streams by seed).
+#[test]
+fn binomial_and_labels_agree() {
+    let s = spec(40, 6, "geometric:0.6", 25);
+    let a = simulate(&s, &MarkovConfig::new(50_000, 21, MarkovMethod::Binomial)).unwrap();
+    let b = simulate(&s, &MarkovConfig::new(50_000, 22, MarkovMethod::Labels)).unwrap();
+    for (x, y) in a.rows.iter().zip(&b.rows).skip(1) {
+        for (p, q) in [
+            (&x.heterozygosity, &y.heterozygosity),
+            (&x.surviving, &y.surviving),
+        ] {
+            let z = (p.mean - q.mean) / (p.stderr.powi(2) + q.stderr.powi(2)).sqrt();
+            assert!(z.abs() < 5.0, "n = {}: z = {z}", x.n);
+        }
+    }
+}
