@@ -8,6 +8,18 @@ use crate::vmath;
 
 /// Below this mean n min(p, 1-p), inversion (its expected cost grows with the mean).
 const INVERSION_BELOW: f64 = 10.0;
+/// The inversion search restarts beyond this many steps (mean < 10: never in practice).
+const INVERSION_LIMIT: u64 = 110;
+/// 1/x for x = 0..=INVERSION_LIMIT (entry 0 unused), each correctly rounded.
+static RECIPROCALS: [f64; INVERSION_LIMIT as usize + 1] = {
+    let mut table = [0.0; INVERSION_LIMIT as usize + 1];
+    let mut x = 1;
+    while x <= INVERSION_LIMIT as usize {
+        table[x] = 1.0 / x as f64;
+        x += 1;
+    }
+    table
+};
 
 /// A Binomial(n, p) variate for any p (clamped to [0, 1]).
 #[inline(always)]
@@ -44,10 +56,11 @@ fn inversion(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
         while u > r {
             u -= r;
             x += 1;
-            if x > n || x > 110 {
+            if x > n || x > INVERSION_LIMIT {
                 break;
             }
-            r *= a / x as f64 - s;
+            // 1/x from a table: no division on the search's critical path.
+            r *= a * RECIPROCALS[x as usize] - s;
         }
         if u <= r {
             return x;
@@ -85,28 +98,25 @@ fn btrd(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
     let q = 1.0 - p;
     let spq = (nf * p * q).sqrt();
     let b = 1.15 + 2.53 * spq;
+    let inv_b = 1.0 / b;
     let a = -0.0873 + 0.0248 * b + 0.01 * p;
     let c = nf * p + 0.5;
-    let v_r = 0.92 - 4.2 / b;
+    let v_r = 0.92 - 4.2 * inv_b;
     let u_rv_r = 0.86 * v_r;
-    let alpha = (2.83 + 5.1 / b) * spq;
-    // Non-negative values: truncation is the floor (and, unlike f64::floor on the baseline
-    // x86-64 target, no library call).
-    let m = (((nf + 1.0) * p) as u64) as f64;
-    let h = stirling_tail(m as u64) + stirling_tail(n - m as u64);
+    let inv_v_r = 1.0 / v_r;
     loop {
         let mut v = rng.next_f64();
         let u;
         if v <= u_rv_r {
             // The triangle: accepted at once (about 86% of draws for large means).
-            let u = v / v_r - 0.43;
+            let u = v * inv_v_r - 0.43;
             // Inside the support for n p >= 10 (Hörmann 1993); the cast saturates at 0 anyway.
             return ((((2.0 * a) / (0.5 - u.abs()) + b) * u + c) as u64).min(n);
         }
         if v >= v_r {
             u = rng.next_f64() - 0.5;
         } else {
-            let w = v / v_r - 0.93;
+            let w = v * inv_v_r - 0.93;
             u = 0.5f64.copysign(w) - w;
             v = rng.next_f64() * v_r;
         }
@@ -118,6 +128,10 @@ fn btrd(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
         }
         let k = x as u64;
         let kf = k as f64;
+        // Constants of the rejection steps, needed in about 14% of draws. Non-negative
+        // values: truncation is the floor (f64::floor is a library call on baseline x86-64).
+        let alpha = (2.83 + 5.1 * inv_b) * spq;
+        let m = (((nf + 1.0) * p) as u64) as f64;
         v *= alpha / (a / (us * us) + b);
         let km = (kf - m).abs();
         if km <= 15.0 {
@@ -154,6 +168,7 @@ fn btrd(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
         if v > t + rho {
             continue;
         }
+        let h = stirling_tail(m as u64) + stirling_tail(n - m as u64);
         let nm = nf - m + 1.0;
         let nk = nf - kf + 1.0;
         let bound = (m + 0.5) * vmath::ln((m + 1.0) / (nm * (p / q)))

@@ -235,12 +235,13 @@ pub fn simulate(spec: &MarkovSpec, config: &MarkovConfig) -> Result<MarkovRun, S
 }
 
 /// Per-chain statistics of a state: surviving, heterozygosity, entropy, largest probability.
-fn chain_stats(alive: &Alive, m: f64) -> [f64; 4] {
+#[inline(always)]
+fn chain_stats(alive: &Alive, m: f64, logs: &CountLogs) -> [f64; 4] {
     let (mut sum_sq, mut entropy, mut largest) = (0u64, 0.0f64, 0u32);
     for &(_, c) in alive {
         sum_sq += u64::from(c) * u64::from(c);
         let p = f64::from(c) / m;
-        entropy -= p * p.ln();
+        entropy -= p * (logs.ln(c) - logs.ln_m);
         largest = largest.max(c);
     }
     [
@@ -249,6 +250,31 @@ fn chain_stats(alive: &Alive, m: f64) -> [f64; 4] {
         entropy,
         f64::from(largest) / m,
     ]
+}
+
+/// ln c for the counts c = 0..=min(M, 2^20) (a table: the entropy needs one per surviving
+/// category per generation), and ln M.
+struct CountLogs {
+    table: Vec<f64>,
+    ln_m: f64,
+}
+
+impl CountLogs {
+    fn new(m: u64) -> CountLogs {
+        let size = m.min(1 << 20) as usize + 1;
+        CountLogs {
+            table: (0..size).map(|c| crate::vmath::ln(c as f64)).collect(),
+            ln_m: crate::vmath::ln(m as f64),
+        }
+    }
+
+    #[inline(always)]
+    fn ln(&self, c: u32) -> f64 {
+        match self.table.get(c as usize) {
+            Some(&x) => x,
+            None => crate::vmath::ln(f64::from(c)),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -325,10 +351,11 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
     rows.push(initial_stats);
     let mut progress = Progress::new(u64::from(spec.generations), config.progress);
     let method = config.method;
+    let logs = CountLogs::new(m);
     for n in 1..=spec.generations {
         let blocks: Vec<BlockStats> = chains
             .par_chunks_mut(CHUNK)
-            .map(|block| advance_block(block, n, m, &positive, &tails, method))
+            .map(|block| advance_block(block, n, m, &positive, &tails, method, &logs))
             .collect();
         let total = blocks
             .iter()
@@ -382,6 +409,7 @@ fn advance_block(
     positive: &[(u32, f64)],
     tails: &[f64],
     method: MarkovMethod,
+    logs: &CountLogs,
 ) -> BlockStats {
     #[cfg(target_arch = "x86_64")]
     if crate::vmath::avx2::available() {
@@ -393,13 +421,14 @@ fn advance_block(
             positive: &[(u32, f64)],
             tails: &[f64],
             method: MarkovMethod,
+            logs: &CountLogs,
         ) -> BlockStats {
-            advance_block_body(block, n, m, positive, tails, method)
+            advance_block_body(block, n, m, positive, tails, method, logs)
         }
         // SAFETY: the CPU has AVX2 and FMA (checked).
-        return unsafe { with_fma(block, n, m, positive, tails, method) };
+        return unsafe { with_fma(block, n, m, positive, tails, method, logs) };
     }
-    advance_block_body(block, n, m, positive, tails, method)
+    advance_block_body(block, n, m, positive, tails, method, logs)
 }
 
 #[inline(always)]
@@ -410,6 +439,7 @@ fn advance_block_body(
     positive: &[(u32, f64)],
     tails: &[f64],
     method: MarkovMethod,
+    logs: &CountLogs,
 ) -> BlockStats {
     let mf = m as f64;
     let mut values = [[0.0f64; CHUNK]; 4];
@@ -433,7 +463,7 @@ fn advance_block_body(
             absorbed += 1;
             absorbed_at.get_or_insert(n);
         }
-        for (v, x) in values.iter_mut().zip(chain_stats(alive, mf)) {
+        for (v, x) in values.iter_mut().zip(chain_stats(alive, mf, logs)) {
             v[i] = x;
         }
     }
