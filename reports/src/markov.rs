@@ -362,15 +362,17 @@ mod tests {
         let e = MarkovExperiment::new(spec, MarkovMethod::Binomial, 4000, 3);
         let o = run_experiment(&e).unwrap();
         assert!(o.worst_z() < 5.0, "worst |z| {}", o.worst_z());
+        // K = 4, M = 12: the full chain has C(15, 3) = 455 states, so P(T <= n) is compared too.
         for q in [
             "surviving",
             "heterozygosity",
             "survival_rank_1",
             "survival_rank_4",
+            "absorbed",
         ] {
             assert!(o.rows.iter().any(|r| r.quantity == q), "{q}");
         }
-        assert_eq!(figures(&o).len(), 3);
+        assert_eq!(figures(&o).len(), 4);
         let fig = absorption_vs_samples_figure(16).unwrap();
         // The diffusion overestimates the exact mean at every M.
         let (exact, diffusion) = (&fig.curves[0].y, &fig.curves[1].y);
