@@ -141,10 +141,7 @@ const TABLE_QUANTITIES: [&str; 6] = [
 pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSummary, ReportError> {
     let start = Instant::now();
     let dir = out_dir.join("gaussian");
-    std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    create_dir(&dir)?;
     let experiments = gaussian_experiments(scale, seed)?;
     let mut outcomes = Vec::new();
     for e in &experiments {
@@ -155,69 +152,38 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         .iter()
         .flat_map(|o| o.rows.iter().cloned())
         .collect();
-    let mut df = comparison_frame(&all_rows)?;
-    write_frame(
-        &mut df,
-        &dir.join("comparison.parquet"),
-        &dir.join("comparison.csv"),
-    )?;
-    let mut figure_files: Vec<Vec<(String, String)>> = Vec::new();
-    for o in &outcomes {
-        let mut files = Vec::new();
-        for (stem, fig) in figures(o) {
-            render(
-                &fig,
-                &dir.join(format!("{stem}.svg")),
-                &dir.join(format!("{stem}.png")),
-            )?;
-            files.push((stem, fig.title.clone()));
-        }
-        figure_files.push(files);
-    }
-    let schedule_fig = schedule_figure(&outcomes);
+    write_comparison(&dir, &all_rows)?;
+    let figure_files = outcomes
+        .iter()
+        .map(|o| render_all(&dir, figures(o)))
+        .collect::<Result<Vec<_>, _>>()?;
     let schedule_stem = "gaussian-schedules-w2_sq".to_string();
-    render(
-        &schedule_fig,
-        &dir.join(format!("{schedule_stem}.svg")),
-        &dir.join(format!("{schedule_stem}.png")),
+    render_all(
+        &dir,
+        vec![(schedule_stem.clone(), schedule_figure(&outcomes))],
     )?;
 
     // The categorical chain (Wright–Fisher).
     let markov_dir = out_dir.join("markov");
-    std::fs::create_dir_all(&markov_dir).map_err(|source| ReportError::Io {
-        path: markov_dir.display().to_string(),
-        source,
-    })?;
+    create_dir(&markov_dir)?;
     let markov_outcomes =
         crate::markov::run_experiments(&crate::markov::experiments(scale.markov_size(), seed)?)?;
     let markov_rows: Vec<ComparisonRow> = markov_outcomes
         .iter()
         .flat_map(|o| o.rows.iter().cloned())
         .collect();
-    let mut markov_df = comparison_frame(&markov_rows)?;
-    write_frame(
-        &mut markov_df,
-        &markov_dir.join("comparison.parquet"),
-        &markov_dir.join("comparison.csv"),
-    )?;
-    let mut markov_figs: Vec<Vec<(String, String)>> = Vec::new();
-    for o in &markov_outcomes {
-        let mut files = Vec::new();
-        for (stem, fig) in crate::markov::figures(o) {
-            render(
-                &fig,
-                &markov_dir.join(format!("{stem}.svg")),
-                &markov_dir.join(format!("{stem}.png")),
-            )?;
-            files.push((stem, fig.title.clone()));
-        }
-        markov_figs.push(files);
-    }
+    write_comparison(&markov_dir, &markov_rows)?;
+    let markov_figs = markov_outcomes
+        .iter()
+        .map(|o| render_all(&markov_dir, crate::markov::figures(o)))
+        .collect::<Result<Vec<_>, _>>()?;
     let absorption_stem = "markov-absorption-time-vs-samples".to_string();
-    render(
-        &crate::markov::absorption_vs_samples_figure(scale.markov_largest_samples())?,
-        &markov_dir.join(format!("{absorption_stem}.svg")),
-        &markov_dir.join(format!("{absorption_stem}.png")),
+    render_all(
+        &markov_dir,
+        vec![(
+            absorption_stem.clone(),
+            crate::markov::absorption_vs_samples_figure(scale.markov_largest_samples())?,
+        )],
     )?;
 
     let worst_z = outcomes
@@ -252,6 +218,41 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
     write_text(&out_dir.join("index.md"), &page.markdown())?;
     write_text(&out_dir.join("index.html"), &page.html(out_dir)?)?;
     Ok(summary)
+}
+
+fn create_dir(dir: &Path) -> Result<(), ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.display().to_string(),
+        source,
+    })
+}
+
+/// A section's long-form table as `comparison.parquet` and `comparison.csv` in `dir`.
+fn write_comparison(dir: &Path, rows: &[ComparisonRow]) -> Result<(), ReportError> {
+    let mut df = comparison_frame(rows)?;
+    write_frame(
+        &mut df,
+        &dir.join("comparison.parquet"),
+        &dir.join("comparison.csv"),
+    )
+}
+
+/// Renders each (stem, figure) to `dir/stem.svg` and `dir/stem.png`; returns (stem, title).
+fn render_all(
+    dir: &Path,
+    figures: Vec<(String, Figure)>,
+) -> Result<Vec<(String, String)>, ReportError> {
+    figures
+        .into_iter()
+        .map(|(stem, fig)| {
+            render(
+                &fig,
+                &dir.join(format!("{stem}.svg")),
+                &dir.join(format!("{stem}.png")),
+            )?;
+            Ok((stem, fig.title))
+        })
+        .collect()
 }
 
 fn schedule_figure(outcomes: &[Outcome]) -> Figure {

@@ -25,3 +25,33 @@ pub enum SimError {
     #[error(transparent)]
     Spec(#[from] collapse_analysis::SpecError),
 }
+
+/// The worker pool of an ensemble of `chains` chains (1..=`max_chains`) on `threads` threads
+/// (None: rayon's default), after checking both.
+pub(crate) fn ensemble_pool(
+    chains: u64,
+    max_chains: u64,
+    threads: Option<usize>,
+) -> Result<rayon::ThreadPool, SimError> {
+    if chains == 0 || chains > max_chains {
+        return Err(SimError::Invalid {
+            what: "chains",
+            why: format!("must be in 1..={max_chains}, got {chains}"),
+        });
+    }
+    if let Some(t) = threads
+        && (t == 0 || t > 1024)
+    {
+        return Err(SimError::Invalid {
+            what: "threads",
+            why: format!("must be in 1..=1024, got {t}"),
+        });
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| SimError::Invalid {
+            what: "threads",
+            why: e.to_string(),
+        })
+}

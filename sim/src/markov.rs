@@ -210,27 +210,7 @@ const CHUNK: usize = 64;
 
 /// Runs `config.chains` chains of `spec` for N generations.
 pub fn simulate(spec: &MarkovSpec, config: &MarkovConfig) -> Result<MarkovRun, SimError> {
-    if config.chains == 0 || config.chains > MAX_CHAINS {
-        return Err(SimError::Invalid {
-            what: "chains",
-            why: format!("must be in 1..={MAX_CHAINS}, got {}", config.chains),
-        });
-    }
-    if let Some(t) = config.threads
-        && (t == 0 || t > 1024)
-    {
-        return Err(SimError::Invalid {
-            what: "threads",
-            why: format!("must be in 1..=1024, got {t}"),
-        });
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.unwrap_or(0))
-        .build()
-        .map_err(|e| SimError::Invalid {
-            what: "threads",
-            why: e.to_string(),
-        })?;
+    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
     Ok(pool.install(|| run(spec, config)))
 }
 
