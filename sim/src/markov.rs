@@ -332,10 +332,17 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
     let mut progress = Progress::new(u64::from(spec.generations), config.progress);
     let method = config.method;
     let logs = CountLogs::new(m);
+    let inputs = RunInputs {
+        m,
+        method,
+        positive: &positive,
+        tails: &tails,
+        logs: &logs,
+    };
     for n in 1..=spec.generations {
         let blocks: Vec<BlockStats> = chains
             .par_chunks_mut(CHUNK)
-            .map(|block| advance_block(block, n, m, &positive, &tails, method, &logs))
+            .map(|block| advance_block(block, n, &inputs))
             .collect();
         let total = blocks
             .iter()
@@ -379,48 +386,41 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
     }
 }
 
+/// What every block needs about the run: M, the sampler, generation 0's positive
+/// probabilities with their tail sums, and the table of ln c.
+struct RunInputs<'a> {
+    m: u64,
+    method: MarkovMethod,
+    positive: &'a [(u32, f64)],
+    tails: &'a [f64],
+    logs: &'a CountLogs,
+}
+
 /// Advances a block of chains to generation `n` and returns its statistics. On x86-64 with
 /// AVX2 and FMA the same code runs compiled for them: `mul_add` in `vmath` is then one
 /// instruction instead of a library call (the same bits either way).
-fn advance_block(
-    block: &mut [Chain],
-    n: u32,
-    m: u64,
-    positive: &[(u32, f64)],
-    tails: &[f64],
-    method: MarkovMethod,
-    logs: &CountLogs,
-) -> BlockStats {
+fn advance_block(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
     #[cfg(target_arch = "x86_64")]
     if crate::vmath::avx2::available() {
         #[target_feature(enable = "avx2,fma")]
-        fn with_fma(
-            block: &mut [Chain],
-            n: u32,
-            m: u64,
-            positive: &[(u32, f64)],
-            tails: &[f64],
-            method: MarkovMethod,
-            logs: &CountLogs,
-        ) -> BlockStats {
-            advance_block_body(block, n, m, positive, tails, method, logs)
+        fn with_fma(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
+            advance_block_body(block, n, run)
         }
         // SAFETY: the CPU has AVX2 and FMA (checked).
-        return unsafe { with_fma(block, n, m, positive, tails, method, logs) };
+        return unsafe { with_fma(block, n, run) };
     }
-    advance_block_body(block, n, m, positive, tails, method, logs)
+    advance_block_body(block, n, run)
 }
 
 #[inline(always)]
-fn advance_block_body(
-    block: &mut [Chain],
-    n: u32,
-    m: u64,
-    positive: &[(u32, f64)],
-    tails: &[f64],
-    method: MarkovMethod,
-    logs: &CountLogs,
-) -> BlockStats {
+fn advance_block_body(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
+    let RunInputs {
+        m,
+        method,
+        positive,
+        tails,
+        logs,
+    } = *run;
     let mf = m as f64;
     let mut values = [[0.0f64; CHUNK]; 4];
     let mut absorbed = 0;
