@@ -98,21 +98,28 @@ fn btrd(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
     let q = 1.0 - p;
     let spq = (nf * p * q).sqrt();
     let b = 1.15 + 2.53 * spq;
-    let inv_b = 1.0 / b;
     let a = -0.0873 + 0.0248 * b + 0.01 * p;
     let c = nf * p + 0.5;
-    let v_r = 0.92 - 4.2 * inv_b;
-    let u_rv_r = 0.86 * v_r;
-    let inv_v_r = 1.0 / v_r;
+    // Hörmann's v_r = 0.92 - 4.2 / b, kept as d = v_r b (> 0 for n p >= 10): the triangle's test
+    // and point then need one division after b instead of three in series (the draw's latency
+    // bounds the conditional binomials, each of which waits for the one before).
+    let d = 0.92 * b - 4.2;
     loop {
         let mut v = rng.next_f64();
-        let u;
-        if v <= u_rv_r {
-            // The triangle: accepted at once (about 86% of draws for large means).
-            let u = v * inv_v_r - 0.43;
+        let vb = v * b;
+        if vb <= 0.86 * d {
+            // The triangle, accepted at once: 0.86 v_r of draws, from 40% at n p = 10 to 86%
+            // for large means. With
+            // u = v / v_r - 0.43 = w / d: (2a / (0.5 - |u|) + b) u + c.
+            let w = vb - 0.43 * d;
+            let x = 2.0 * a * w / (0.5 * d - w.abs()) + b * w / d + c;
             // Inside the support for n p >= 10 (Hörmann 1993); the cast saturates at 0 anyway.
-            return ((((2.0 * a) / (0.5 - u.abs()) + b) * u + c) as u64).min(n);
+            return (x as u64).min(n);
         }
+        let inv_b = 1.0 / b;
+        let v_r = d * inv_b;
+        let inv_v_r = b / d;
+        let u;
         if v >= v_r {
             u = rng.next_f64() - 0.5;
         } else {
@@ -128,7 +135,7 @@ fn btrd(rng: &mut ChainRng, n: u64, p: f64) -> u64 {
         }
         let k = x as u64;
         let kf = k as f64;
-        // Constants of the rejection steps, needed in about 14% of draws. Non-negative
+        // Constants of the rejection steps, needed only outside the triangle. Non-negative
         // values: truncation is the floor (f64::floor is a library call on baseline x86-64).
         let alpha = (2.83 + 5.1 * inv_b) * spq;
         let m = (((nf + 1.0) * p) as u64) as f64;

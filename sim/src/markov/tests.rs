@@ -28,13 +28,17 @@ proptest! {
             tails[i] += tails[i + 1];
         }
         let (mut alive, mut next) = (Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         step_from_initial(&mut rng, m, &positive, &tails, method, &mut alive);
         for _ in 0..30 {
-            // Counts sum to M, categories ascend, none is zero, none is new.
+            // Counts sum to M, categories are distinct, none is zero, none is new.
             prop_assert_eq!(alive.iter().map(|&(_, c)| u64::from(c)).sum::<u64>(), m);
-            prop_assert!(alive.windows(2).all(|w| w[0].0 < w[1].0));
+            let mut categories: Vec<u32> = alive.iter().map(|&(c, _)| c).collect();
+            categories.sort_unstable();
+            categories.dedup();
+            prop_assert_eq!(categories.len(), alive.len());
             prop_assert!(alive.iter().all(|&(c, n)| n > 0 && weights[c as usize] > 0));
-            step(&mut rng, m, &alive, method, &mut next);
+            step(&mut rng, m, &alive, method, &mut scratch, &mut next);
             // A lost category never returns.
             prop_assert!(next.iter().all(|&(c, _)| alive.iter().any(|&(a, _)| a == c)));
             if alive.len() == 1 {
@@ -44,6 +48,66 @@ proptest! {
             std::mem::swap(&mut alive, &mut next);
         }
     }
+}
+
+/// One step from counts (6, 3, 2, 1), M = 12, with the small group below 3 (so two categories
+/// draw binomials and two share the rest by parent picks), against the exact multinomial law
+/// over all 455 compositions: chi-square at a false-alarm rate of 1e-6, 2e5 steps. The same
+/// statistic for the law of (5, 4, 2, 1) must exceed it (the test's power).
+#[test]
+fn mixed_step_has_the_multinomial_law() {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let (m, state) = (12u64, vec![(0u32, 6u32), (1, 3), (2, 2), (3, 1)]);
+    let steps = 200_000u64;
+    let mut rng = ChainRng::for_chain(9, stream::TEST, 0);
+    let mut scratch = Scratch::default();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..steps {
+        step_binomial(&mut rng, m, &state, 3, &mut scratch, &mut out);
+        let mut counts = [0u32; 4];
+        for &(c, n) in &out {
+            counts[c as usize] += n;
+        }
+        *seen.entry(counts).or_insert(0u64) += 1;
+    }
+    let ln_factorial = |k: u32| (1..=k).map(|j| f64::from(j).ln()).sum::<f64>();
+    let law = |counts: [u32; 4], p: [f64; 4]| {
+        (ln_factorial(12)
+            + counts
+                .iter()
+                .zip(p)
+                .map(|(&c, p)| f64::from(c) * p.ln() - ln_factorial(c))
+                .sum::<f64>())
+        .exp()
+    };
+    let chi_square = |p: [f64; 4]| {
+        // Cells merged in a fixed order until each expects at least 20.
+        let (mut stat, mut cells, mut obs, mut exp) = (0.0, 0usize, 0.0, 0.0);
+        for a in 0..=12u32 {
+            for b in 0..=12 - a {
+                for c in 0..=12 - a - b {
+                    let counts = [a, b, c, 12 - a - b - c];
+                    obs += *seen.get(&counts).unwrap_or(&0) as f64;
+                    exp += law(counts, p) * steps as f64;
+                    if exp >= 20.0 {
+                        stat += (obs - exp) * (obs - exp) / exp;
+                        cells += 1;
+                        (obs, exp) = (0.0, 0.0);
+                    }
+                }
+            }
+        }
+        stat += (obs - exp) * (obs - exp) / exp.max(1e-9);
+        (stat, cells)
+    };
+    let (stat, cells) = chi_square([0.5, 0.25, 2.0 / 12.0, 1.0 / 12.0]);
+    let critical = ChiSquared::new(cells as f64)
+        .unwrap()
+        .inverse_cdf(1.0 - 1e-6);
+    assert!(stat < critical, "chi2 {stat} >= {critical} ({cells} cells)");
+    let (wrong, _) = chi_square([5.0 / 12.0, 4.0 / 12.0, 2.0 / 12.0, 1.0 / 12.0]);
+    assert!(wrong > critical, "power: chi2 {wrong} <= {critical}");
 }
 
 #[test]
