@@ -126,7 +126,8 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
                 a.expected_time_diffusion
             ),
             _ => println!(
-                "absorption time: exact value needs the full chain (more than two categories); diffusion approximation E[T] ~ {:.6}",
+                "absorption time: no exact value (the full chain, lumped by symmetry, would exceed {} states); diffusion approximation E[T] ~ {:.6}",
+                collapse_analysis::markov::full::MAX_FULL_STATES,
                 a.expected_time_diffusion
             ),
         }

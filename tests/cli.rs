@@ -358,13 +358,13 @@ fn markov_theory_json_contract_and_bad_input() {
             "{key}"
         );
     }
-    // More than two categories and a full chain too large (C(43, 3) states): no exact
-    // absorption, keys present and null.
+    // More than two categories and a full chain too large even lumped by symmetry (partitions
+    // of 200 into at most 4 parts: 59,823 states): no exact absorption, keys present and null.
     let v = json(&collapse(&[
         "theory",
         "markov",
         "--samples",
-        "40",
+        "200",
         "--categories",
         "4",
         "--generations",

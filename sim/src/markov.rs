@@ -556,9 +556,12 @@ fn step_binomial(
             let Scratch {
                 parents, offspring, ..
             } = scratch;
-            parents.clear();
+            // Every entry is overwritten below.
+            parents.resize(tail as usize, 0);
+            let mut filled = 0;
             for (member, &(_, count)) in small.iter().enumerate() {
-                parents.extend(std::iter::repeat_n(member as u32, count as usize));
+                parents[filled..filled + count as usize].fill(member as u32);
+                filled += count as usize;
             }
             // Two tallies (one per half word), so that consecutive picks of the same parent do
             // not wait on each other's increment.

@@ -1,6 +1,9 @@
 //! The full chain on the count vectors (compositions of M into K parts), for small state
 //! spaces: P(c -> c') = M! / (c'_1! ... c'_K!) prod_i (c_i / M)^(c'_i). Absorbing states are
-//! the point masses. `proofs/markov.md` §10.
+//! the point masses. The chain commutes with permuting the categories, so it lumps exactly onto
+//! the sorted count vectors (partitions of M into at most K parts), which carry every
+//! symmetric quantity (absorption time, absorbed mass) on far fewer states. `proofs/markov.md`
+//! §10.
 
 use super::{Absorbing, ChainNumber};
 use crate::SpecError;
@@ -8,7 +11,17 @@ use rug::Integer;
 use rug::ops::Pow;
 
 /// Largest state space built: (states)^2 transition entries and a (states)^3 solve.
-pub const MAX_FULL_STATES: u64 = 500;
+pub const MAX_FULL_STATES: u64 = 2000;
+/// Largest (states) x (compositions) built: each transition entry of the symmetric chain sums
+/// over the rearrangements of its target.
+pub const MAX_FULL_BUILD_WORK: f64 = 2e8;
+
+/// Whether the symmetric chain of M, K is built: its state count, if within both limits.
+pub fn symmetric_size(m: u32, k: u32) -> Option<u64> {
+    let states = partition_count(m, k).filter(|&s| s <= MAX_FULL_STATES)?;
+    let members = state_count(m, k).unwrap_or(u64::MAX);
+    (states as f64 * members as f64 <= MAX_FULL_BUILD_WORK).then_some(states)
+}
 
 /// C(M + K - 1, K - 1), the number of compositions of M into K parts (None on overflow).
 pub fn state_count(m: u32, k: u32) -> Option<u64> {
@@ -21,6 +34,69 @@ pub fn state_count(m: u32, k: u32) -> Option<u64> {
         }
     }
     u64::try_from(c).ok()
+}
+
+/// The number of partitions of m into at most k parts (None on overflow):
+/// p(n, j) = p(n, j - 1) + p(n - j, j).
+pub fn partition_count(m: u32, k: u32) -> Option<u64> {
+    let (m, k) = (m as usize, k.min(m.max(1)) as usize);
+    // row[n] = p(n, j) for the current j, starting from j = 0 (only p(0, 0) = 1).
+    let mut row = vec![0u64; m + 1];
+    row[0] = 1;
+    for j in 1..=k {
+        for n in j..=m {
+            row[n] = row[n].checked_add(row[n - j])?;
+        }
+    }
+    Some(row[m])
+}
+
+/// Every partition of m into at most k parts, as k counts in descending order (zeros last).
+fn partitions(m: u32, k: u32) -> Vec<Vec<u32>> {
+    fn fill(rest: u32, largest: u32, slots: usize, prefix: &mut Vec<u32>, out: &mut Vec<Vec<u32>>) {
+        if slots == 0 {
+            if rest == 0 {
+                out.push(prefix.clone());
+            }
+            return;
+        }
+        // The parts left must hold `rest` with none above `largest`.
+        let top = rest.min(largest);
+        for part in (0..=top).rev() {
+            if u64::from(part) * (slots as u64) < u64::from(rest) {
+                break;
+            }
+            prefix.push(part);
+            fill(rest - part, part, slots - 1, prefix, out);
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    fill(m, m, k as usize, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The distinct rearrangements of `counts`.
+fn arrangements(counts: &[u32]) -> Vec<Vec<u32>> {
+    let mut current = counts.to_vec();
+    current.sort_unstable();
+    let mut out = vec![current.clone()];
+    // Next permutation in lexicographic order, until the last.
+    loop {
+        let Some(i) = (1..current.len())
+            .rev()
+            .find(|&i| current[i - 1] < current[i])
+        else {
+            return out;
+        };
+        let j = (i..current.len())
+            .rev()
+            .find(|&j| current[j] > current[i - 1])
+            .expect("current[i] qualifies");
+        current.swap(i - 1, j);
+        current[i..].reverse();
+        out.push(current.clone());
+    }
 }
 
 /// Every composition of m into k parts, in lexicographic order.
@@ -47,26 +123,47 @@ fn compositions(m: u32, k: u32) -> Vec<Vec<u32>> {
 pub struct FullChain<N> {
     m: u32,
     states: Vec<Vec<u32>>,
+    /// Per state, the count vectors it stands for: itself on compositions, its distinct
+    /// rearrangements on partitions.
+    members: Vec<Vec<Vec<u32>>>,
     /// The multinomial coefficient M! / prod c'_i! of every state.
     coefficients: Vec<Integer>,
     rows: Vec<Vec<N>>,
 }
 
 impl<N: ChainNumber> FullChain<N> {
-    /// The chain for M genes and K categories, in the arithmetic of `zero`.
+    /// The chain on the compositions of M into K parts, in the arithmetic of `zero`.
     pub fn new(m: u32, k: u32, zero: &N) -> Result<FullChain<N>, SpecError> {
-        let size = state_count(m, k)
-            .filter(|&s| s <= MAX_FULL_STATES)
-            .ok_or_else(|| {
-                SpecError::invalid(
-                    "categories",
-                    format!(
-                        "the full chain of M = {m}, K = {k} has more than {MAX_FULL_STATES} states"
-                    ),
-                )
-            })?;
-        let states = compositions(m, k);
-        debug_assert_eq!(states.len() as u64, size);
+        let size = state_count(m, k).filter(|&s| s <= MAX_FULL_STATES);
+        let states = size.map(|_| compositions(m, k));
+        Self::build(m, k, states, zero, |c| vec![c.to_vec()])
+    }
+
+    /// The chain lumped by symmetry onto the partitions of M into at most K parts (descending
+    /// count vectors, zeros last): P(lambda -> mu) sums the full chain's P(lambda -> c') over
+    /// the rearrangements c' of mu.
+    pub fn symmetric(m: u32, k: u32, zero: &N) -> Result<FullChain<N>, SpecError> {
+        let states = symmetric_size(m, k).map(|_| partitions(m, k));
+        Self::build(m, k, states, zero, arrangements)
+    }
+
+    fn build(
+        m: u32,
+        k: u32,
+        states: Option<Vec<Vec<u32>>>,
+        zero: &N,
+        members_of: impl Fn(&[u32]) -> Vec<Vec<u32>>,
+    ) -> Result<FullChain<N>, SpecError> {
+        let states = states.ok_or_else(|| {
+            SpecError::invalid(
+                "categories",
+                format!(
+                    "the full chain of M = {m}, K = {k} is too large (at most {MAX_FULL_STATES} \
+                     states, and states x compositions at most {MAX_FULL_BUILD_WORK:e})"
+                ),
+            )
+        })?;
+        let members: Vec<Vec<Vec<u32>>> = states.iter().map(|s| members_of(s)).collect();
         let factorial = |n: u32| Integer::from(Integer::factorial(n));
         let coefficients: Vec<Integer> = states
             .iter()
@@ -76,18 +173,38 @@ impl<N: ChainNumber> FullChain<N> {
         let rows = states
             .iter()
             .map(|from| {
+                // from_i^e for every category and exponent (0^0 = 1).
+                let powers: Vec<Vec<Integer>> = from
+                    .iter()
+                    .map(|&f| {
+                        let mut column = vec![Integer::from(1)];
+                        for e in 1..=m as usize {
+                            let next = Integer::from(&column[e - 1] * f);
+                            column.push(next);
+                        }
+                        column
+                    })
+                    .collect();
                 states
                     .iter()
+                    .zip(&members)
                     .zip(&coefficients)
-                    .map(|(to, coef)| {
-                        // prod from_i^to_i (0^0 = 1), times the coefficient, over M^M.
-                        let mut num = coef.clone();
-                        for (&f, &t) in from.iter().zip(to) {
-                            if t > 0 {
-                                num *= Integer::from(f).pow(t);
+                    .map(|((_, arranged), coef)| {
+                        // coef * sum over the member vectors of prod from_i^to_i, over M^M.
+                        let mut sum = Integer::new();
+                        for to in arranged {
+                            if from.iter().zip(to).any(|(&f, &t)| f == 0 && t > 0) {
+                                continue;
                             }
+                            let mut term = Integer::from(1);
+                            for (column, &t) in powers.iter().zip(to) {
+                                if t > 0 {
+                                    term *= &column[t as usize];
+                                }
+                            }
+                            sum += term;
                         }
-                        zero.ratio(&num, &m_pow_m)
+                        zero.ratio(&Integer::from(&sum * coef), &m_pow_m)
                     })
                     .collect()
             })
@@ -95,6 +212,7 @@ impl<N: ChainNumber> FullChain<N> {
         Ok(FullChain {
             m,
             states,
+            members,
             coefficients,
             rows,
         })
@@ -109,18 +227,21 @@ impl<N: ChainNumber> FullChain<N> {
         state.iter().filter(|&&c| c > 0).count() <= 1
     }
 
-    /// The law of generation 1 from probabilities `p` (any reals): Multinomial(M, p).
+    /// The law of generation 1 from probabilities `p` (any reals): Multinomial(M, p), summed
+    /// over each state's member vectors.
     pub fn first_law(&self, p: &[N]) -> Vec<N> {
         let one = p[0].int(1);
-        self.states
+        self.members
             .iter()
             .zip(&self.coefficients)
-            .map(|(to, coef)| {
-                to.iter()
-                    .zip(p)
-                    .fold(one.ratio(coef, &Integer::from(1)), |acc, (&t, pi)| {
+            .map(|(arranged, coef)| {
+                let sum = arranged.iter().fold(one.int(0), |sum, to| {
+                    let term = to.iter().zip(p).fold(one.clone(), |acc, (&t, pi)| {
                         (0..t).fold(acc, |a, _| a.times(pi))
-                    })
+                    });
+                    sum.plus(&term)
+                });
+                one.ratio(coef, &Integer::from(1)).times(&sum)
             })
             .collect()
     }
@@ -214,6 +335,66 @@ mod tests {
             assert_eq!(row.iter().sum::<Rational>(), 1);
         }
         assert!(FullChain::new(100, 10, &Rational::new()).is_err());
+    }
+
+    #[test]
+    fn partitions_are_counted_and_cover_the_compositions() {
+        for (m, k) in [(1, 1), (5, 1), (7, 3), (12, 4), (10, 12), (20, 5)] {
+            let parts = partitions(m, k);
+            assert_eq!(
+                Some(parts.len() as u64),
+                partition_count(m, k),
+                "m = {m}, k = {k}"
+            );
+            // Descending, zeros last, summing to m.
+            for p in &parts {
+                assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().sum::<u32>() == m);
+            }
+            // Their rearrangements are exactly the compositions.
+            let mut all: Vec<Vec<u32>> = parts.iter().flat_map(|p| arrangements(p)).collect();
+            all.sort();
+            assert_eq!(all, compositions(m, k), "m = {m}, k = {k}");
+        }
+        assert_eq!(partition_count(100, 3), Some(884));
+        assert_eq!(partition_count(200, 200), Some(3_972_999_029_388));
+    }
+
+    #[test]
+    fn the_symmetric_chain_is_an_exact_lumping() {
+        // E[T], E[T^2] from a composition equal those from its sorted counts, and the absorbed
+        // mass from an asymmetric p agrees at every n, exactly.
+        for (m, k) in [(7, 3), (6, 4)] {
+            let full = FullChain::new(m, k, &Rational::new()).unwrap();
+            let lumped = FullChain::symmetric(m, k, &Rational::new()).unwrap();
+            assert!(lumped.states().len() < full.states().len());
+            for row in &lumped.rows {
+                assert_eq!(row.iter().sum::<Rational>(), 1);
+            }
+            let (tf, sf) = full.absorption_times();
+            let (tl, sl) = lumped.absorption_times();
+            for (i, state) in full.states().iter().enumerate() {
+                let mut sorted = state.clone();
+                sorted.sort_unstable_by(|a, b| b.cmp(a));
+                let j = lumped.states().iter().position(|s| s == &sorted).unwrap();
+                assert_eq!((&tf[i], &sf[i]), (&tl[j], &sl[j]), "{state:?}");
+            }
+            let p: Vec<Rational> = (1..=k)
+                .map(|i| Rational::from((2 * i, k * (k + 1))))
+                .collect();
+            let (mut law_full, mut law_lumped) = (full.first_law(&p), lumped.first_law(&p));
+            for _ in 0..6 {
+                assert_eq!(
+                    full.absorbed_mass(&law_full),
+                    lumped.absorbed_mass(&law_lumped)
+                );
+                law_full = full.step(&law_full);
+                law_lumped = lumped.step(&law_lumped);
+            }
+            assert_eq!(
+                full.absorption_moments_from(&p),
+                lumped.absorption_moments_from(&p)
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The spec of a categorical resampling run and its theory, generation by generation.
 
-use super::full::{FullChain, MAX_FULL_STATES, state_count};
+use super::full::{FullChain, symmetric_size};
 use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
     absorption_moments_from, diffusion_absorption_time, expected_heterozygosity,
@@ -302,7 +302,7 @@ pub struct MarkovRow {
     pub expected_heterozygosity: Ball,
     pub expected_surviving: Ball,
     /// P(T <= n), where computed exactly: at most two categories with positive probability
-    /// (the two-type chain), or a full chain of at most `MAX_FULL_STATES` states.
+    /// (the two-type chain), or a symmetric full chain within `full::symmetric_size`'s limits.
     pub prob_absorbed: Option<Ball>,
 }
 
@@ -478,15 +478,16 @@ fn assemble<N: ChainNumber + ToBall>(
         let var = second.minus(&mean.times(&mean));
         theory.absorption.expected_time = Some(mean.to_ball(prec));
         theory.absorption.var_time = Some(var.to_ball(prec));
-    } else if let Some(size) = state_count(m, positive as u32).filter(|&s| s <= MAX_FULL_STATES) {
-        // More than two categories, a small state space: the full chain, in balls.
+    } else if let Some(size) = symmetric_size(m, positive as u32) {
+        // More than two categories, a small state space: the full chain lumped by symmetry
+        // onto partitions of M, in balls.
         let p_positive: Vec<Ball> = p
             .iter()
             .filter(|q| !q.is_exact_zero())
             .map(|q| q.to_ball(prec))
             .collect();
         let full =
-            FullChain::new(m, positive as u32, &Ball::exact(prec, 0)).expect("state count checked");
+            FullChain::symmetric(m, positive as u32, &Ball::exact(prec, 0)).expect("size checked");
         if (size * size) as f64 * f64::from(n_max) <= MAX_FULL_STEP_WORK {
             let mut law = full.first_law(&p_positive);
             for row in &mut theory.rows {
