@@ -16,7 +16,7 @@ pub const MAX_FULL_STATES: u64 = 2000;
 /// over the rearrangements of its target.
 pub const MAX_FULL_BUILD_WORK: f64 = 2e8;
 
-/// Whether the symmetric chain of M, K is built: its state count, if within both limits.
+/// The state count of the symmetric chain of M, K, or None where it exceeds either limit.
 pub fn symmetric_size(m: u32, k: u32) -> Option<u64> {
     let states = partition_count(m, k).filter(|&s| s <= MAX_FULL_STATES)?;
     let members = state_count(m, k).unwrap_or(u64::MAX);
