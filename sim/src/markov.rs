@@ -342,7 +342,11 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
     for n in 1..=spec.generations {
         let blocks: Vec<BlockStats> = chains
             .par_chunks_mut(CHUNK)
-            .map(|block| advance_block(block, n, &inputs))
+            // Scratch buffers per rayon split, not per block: their contents never reach the
+            // results (every entry is written before it is read).
+            .map_init(Scratch::default, |scratch, block| {
+                advance_block(block, n, &inputs, scratch)
+            })
             .collect();
         let total = blocks
             .iter()
@@ -399,21 +403,36 @@ struct RunInputs<'a> {
 /// Advances a block of chains to generation `n` and returns its statistics. On x86-64 with
 /// AVX2 and FMA the same code runs compiled for them: `mul_add` in `vmath` is then one
 /// instruction instead of a library call (the same bits either way).
-fn advance_block(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
+fn advance_block(
+    block: &mut [Chain],
+    n: u32,
+    run: &RunInputs,
+    scratch: &mut Scratch,
+) -> BlockStats {
     #[cfg(target_arch = "x86_64")]
     if crate::vmath::avx2::available() {
         #[target_feature(enable = "avx2,fma")]
-        fn with_fma(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
-            advance_block_body(block, n, run)
+        fn with_fma(
+            block: &mut [Chain],
+            n: u32,
+            run: &RunInputs,
+            scratch: &mut Scratch,
+        ) -> BlockStats {
+            advance_block_body(block, n, run, scratch)
         }
         // SAFETY: the CPU has AVX2 and FMA (checked).
-        return unsafe { with_fma(block, n, run) };
+        return unsafe { with_fma(block, n, run, scratch) };
     }
-    advance_block_body(block, n, run)
+    advance_block_body(block, n, run, scratch)
 }
 
 #[inline(always)]
-fn advance_block_body(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStats {
+fn advance_block_body(
+    block: &mut [Chain],
+    n: u32,
+    run: &RunInputs,
+    scratch: &mut Scratch,
+) -> BlockStats {
     let RunInputs {
         m,
         method,
@@ -424,7 +443,6 @@ fn advance_block_body(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStat
     let mf = m as f64;
     let mut values = [[0.0f64; CHUNK]; 4];
     let mut absorbed = 0;
-    let mut scratch = Scratch::default();
     for (i, chain) in block.iter_mut().enumerate() {
         let Chain {
             rng,
@@ -437,7 +455,7 @@ fn advance_block_body(block: &mut [Chain], n: u32, run: &RunInputs) -> BlockStat
             step_from_initial(rng, m, positive, tails, method, next);
             std::mem::swap(alive, next);
         } else if alive.len() > 1 {
-            step(rng, m, alive, method, &mut scratch, next);
+            step(rng, m, alive, method, scratch, next);
             std::mem::swap(alive, next);
         }
         if alive.len() <= 1 {
@@ -540,7 +558,12 @@ fn step_binomial(
             break;
         }
         // The last large category of a state without small ones has count = tail: p = 1.
-        let drawn = binomial(rng, remaining, (f64::from(count) / tail as f64).min(1.0));
+        // tail <= M < 2^32: the u32 conversion is exact and cheaper than u64's.
+        let drawn = binomial(
+            rng,
+            remaining,
+            (f64::from(count) / f64::from(tail as u32)).min(1.0),
+        );
         tail -= u64::from(count);
         if drawn > 0 {
             out.push((category, drawn as u32));
@@ -563,32 +586,22 @@ fn step_binomial(
                 parents[filled..filled + count as usize].fill(member as u32);
                 filled += count as usize;
             }
-            // Two tallies (one per half word), so that consecutive picks of the same parent do
-            // not wait on each other's increment.
-            offspring.clear();
-            offspring.resize(2 * small.len(), 0);
-            let (low_tally, high_tally) = offspring.split_at_mut(small.len());
             let group = tail as u32;
-            // Lemire: the word w maps to (w * group) >> 32, rejected if its low half is below
-            // 2^32 mod group (probability below group / 2^32), which leaves each parent
-            // exactly 2^32 div group words.
-            let reject_below = group.wrapping_neg() % group;
-            let mut picks = remaining;
-            while picks > 0 {
-                let word = rng.next_u64();
-                let low = u64::from(word as u32) * u64::from(group);
-                if low as u32 >= reject_below {
-                    low_tally[parents[(low >> 32) as usize] as usize] += 1;
-                    picks -= 1;
-                }
-                let high = (word >> 32) * u64::from(group);
-                if picks > 0 && high as u32 >= reject_below {
-                    high_tally[parents[(high >> 32) as usize] as usize] += 1;
-                    picks -= 1;
-                }
+            // Three picks per 64-bit word while the group fits in 21 bits, else two.
+            let per_word = if group <= 1 << 21 { 3 } else { 2 };
+            offspring.clear();
+            offspring.resize(per_word * small.len(), 0);
+            if per_word == 3 {
+                share_by_picks::<21>(rng, &parents[..group as usize], offspring, remaining);
+            } else {
+                share_by_picks::<32>(rng, &parents[..group as usize], offspring, remaining);
             }
-            for (low, high) in low_tally.iter_mut().zip(high_tally.iter()) {
-                *low += high;
+            // Each member's offspring: the sum of its tallies.
+            let (first, rest) = offspring.split_at_mut(small.len());
+            for tally in rest.chunks_exact(small.len()) {
+                for (total, t) in first.iter_mut().zip(tally) {
+                    *total += t;
+                }
             }
             out.extend(
                 small
@@ -597,6 +610,48 @@ fn step_binomial(
                     .filter(|&(_, &c)| c > 0)
                     .map(|(&(category, _), &c)| (category, c)),
             );
+        }
+    }
+}
+
+/// `picks` uniform draws from `parents` (a list of member indices, one entry per individual),
+/// tallied per member. Each 64-bit word gives 64 / BITS chunks of BITS bits, the chunk at
+/// position j tallied in `tallies[j * members..]` (members = tallies.len() / (64 / BITS)), so
+/// that consecutive picks of the same parent do not wait on each other's increment. Lemire:
+/// a chunk x maps to (x * group) >> BITS, rejected if (x * group) mod 2^BITS is below
+/// 2^BITS mod group (probability below group / 2^BITS), which leaves each parent exactly
+/// 2^BITS div group chunks: exactly uniform. Needs group = parents.len() <= 2^BITS.
+#[inline(always)]
+fn share_by_picks<const BITS: u32>(
+    rng: &mut ChainRng,
+    parents: &[u32],
+    tallies: &mut [u32],
+    mut picks: u64,
+) {
+    let per_word = (64 / BITS) as usize;
+    let members = tallies.len() / per_word;
+    let group = parents.len() as u64;
+    let mask = (1u64 << BITS) - 1;
+    debug_assert!(group >= 1 && group <= 1 << BITS);
+    debug_assert!(parents.iter().all(|&p| (p as usize) < members));
+    let reject_below = ((1u64 << BITS) - group) % group;
+    while picks > 0 {
+        let word = rng.next_u64();
+        for j in 0..per_word {
+            let product = ((word >> (j as u32 * BITS)) & mask) * group;
+            if product & mask >= reject_below {
+                // SAFETY: product >> BITS < group = parents.len(); every entry of `parents` is
+                // below `members`, and j < per_word, so the tally index is below tallies.len().
+                // Checked indexing here costs a tenth of the step's instructions.
+                unsafe {
+                    let parent = *parents.get_unchecked((product >> BITS) as usize) as usize;
+                    *tallies.get_unchecked_mut(j * members + parent) += 1;
+                }
+                picks -= 1;
+                if picks == 0 {
+                    return;
+                }
+            }
         }
     }
 }

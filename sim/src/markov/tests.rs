@@ -202,3 +202,57 @@ fn binomial_and_labels_agree() {
         }
     }
 }
+
+/// Parent picks are exactly uniform at every chunk width: a group of 200 individuals in 20
+/// members of sizes 1..=20 (sum 210, cut to 200 by dropping 10 from the last), tallied over
+/// 4e5 picks, against the multinomial law by chi-square at a false-alarm rate of 1e-6. Width 8
+/// rejects 56 of 256 chunks, so it checks the rejection step itself: without it, parents
+/// 0..=55 (in 8-bit chunks) would be picked twice as often, which the same test detects (power:
+/// the statistic against the law of those biased picks exceeds the critical value).
+#[test]
+fn parent_picks_are_uniform() {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let mut parents = Vec::new();
+    for member in 0..20u32 {
+        parents.extend(std::iter::repeat_n(member, member as usize + 1));
+    }
+    parents.truncate(200);
+    let picks = 400_000u64;
+    let sizes: Vec<f64> = (0..20)
+        .map(|m| parents.iter().filter(|&&p| p == m).count() as f64)
+        .collect();
+    // The law of 8-bit picks without rejection: chunk x picks parent (200 x) >> 8.
+    let mut biased = [0.0f64; 20];
+    for x in 0..256u64 {
+        biased[parents[((x * 200) >> 8) as usize] as usize] += 1.0 / 256.0;
+    }
+    let chi_square = |tallies: &[u32], law: &dyn Fn(usize) -> f64| {
+        (0..20)
+            .map(|m| {
+                let observed: u32 = tallies.chunks_exact(20).map(|t| t[m]).sum();
+                let expected = law(m) * picks as f64;
+                (f64::from(observed) - expected).powi(2) / expected
+            })
+            .sum::<f64>()
+    };
+    let critical = ChiSquared::new(19.0).unwrap().inverse_cdf(1.0 - 1e-6);
+    let uniform = |m: usize| sizes[m] / 200.0;
+    let mut rng = ChainRng::for_chain(3, stream::TEST, 0);
+    let mut tallies = vec![0u32; 8 * 20];
+    share_by_picks::<8>(&mut rng, &parents, &mut tallies, picks);
+    let stat = chi_square(&tallies, &uniform);
+    assert!(stat < critical, "8 bits: chi2 {stat} >= {critical}");
+    let wrong = chi_square(&tallies, &|m| biased[m]);
+    assert!(wrong > critical, "power: chi2 {wrong} <= {critical}");
+    for (bits, per_word) in [(21, 3), (32, 2)] {
+        let mut tallies = vec![0u32; per_word * 20];
+        match bits {
+            21 => share_by_picks::<21>(&mut rng, &parents, &mut tallies, picks),
+            _ => share_by_picks::<32>(&mut rng, &parents, &mut tallies, picks),
+        }
+        let total: u32 = tallies.iter().sum();
+        assert_eq!(u64::from(total), picks);
+        let stat = chi_square(&tallies, &uniform);
+        assert!(stat < critical, "{bits} bits: chi2 {stat} >= {critical}");
+    }
+}
