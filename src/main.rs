@@ -10,6 +10,15 @@ use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
+/// `println!` that returns an error instead of panicking when stdout is gone (a closed pipe,
+/// as in `collapse ... | head`): `main` then exits quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod markov;
 
 #[derive(Parser)]
@@ -174,6 +183,15 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
+        let closed_pipe = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if closed_pipe {
+            // The reader stopped reading (`| head`): not an error of ours.
+            std::process::exit(0);
+        }
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         eprintln!("collapse: {}", chain.join(": ").replace('\n', " "));
         std::process::exit(2);
@@ -260,7 +278,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { scale, out, seed } => {
             let scale = Scale::parse(&scale)?;
             let summary = run_report(scale, &out, seed)?;
-            println!(
+            outln!(
                 "report written to {} ({} experiments, {} compared pairs, worst |z| = {:.2}, {:.1} s)",
                 summary.out_dir.join("index.html").display(),
                 summary.experiments,
@@ -375,9 +393,9 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             },
             "rows": rows,
         })));
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        println!(
+        outln!(
             "gaussian theory: {} estimator, schedule {}, M = {}, sigma = {}, N = {}; {} bits, every value certified to >= {} digits",
             spec.estimator.name(),
             spec.schedule.label(),
@@ -387,20 +405,20 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             t.precision_bits,
             certified.min(digits)
         );
-        println!(
+        outln!(
             "n\tE[sigma^2]\tE[sigma]\tE[ln sigma^2]\tVar[ln sigma^2]\tE[(mu-mu0)^2]\tE[W2^2]\tW2^2 lower bound\tVar[W2^2]"
         );
         for r in &t.rows {
             let vals: Vec<String> = r.named().iter().map(|(_, b)| shown(b)).collect();
-            println!("{}\t{}", r.n, vals.join("\t"));
+            outln!("{}\t{}", r.n, vals.join("\t"));
         }
         match (&limit.bounded, &limit.limit) {
-            (true, Some(b)) => println!(
+            (true, Some(b)) => outln!(
                 "limit of E[W2^2] as n -> infinity: {} (enclosure certified to {} digits)",
                 shown(b),
                 b.certified_digits().min(digits)
             ),
-            _ => println!("E[W2^2] grows without bound as n -> infinity (sum of 1/M_i diverges)"),
+            _ => outln!("E[W2^2] grows without bound as n -> infinity (sum of 1/M_i diverges)"),
         }
     }
     if certified < digits {
@@ -440,13 +458,13 @@ fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
             "method": run.config.method.name(),
             "rows": rows,
         })));
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        println!(
+        outln!(
             "n\tmean sigma^2\t(s.e.)\tmean ln sigma^2\t(s.e.)\tmean W2^2\t(s.e.)\tmedian W2^2\tcollapsed"
         );
         for r in &run.rows {
-            println!(
+            outln!(
                 "{}\t{:.6e}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6e}\t{:.2e}\t{:.6e}\t{:.4}",
                 r.n,
                 r.variance.mean,

@@ -89,10 +89,10 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             }),
         );
         out.insert("rows".into(), Value::Array(rows));
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
         let spec = &t.spec;
-        println!(
+        outln!(
             "markov theory: M = {}, K = {}, init {}, N = {}; {}, every value certified to >= {} digits",
             spec.samples,
             spec.categories,
@@ -105,9 +105,9 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             },
             certified
         );
-        println!("n\tE[heterozygosity]\tE[surviving categories]\tP(absorbed by n)");
+        outln!("n\tE[heterozygosity]\tE[surviving categories]\tP(absorbed by n)");
         for r in &t.rows {
-            println!(
+            outln!(
                 "{}\t{}\t{}\t{}",
                 r.n,
                 shown(&r.expected_heterozygosity),
@@ -119,13 +119,13 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
         }
         let a = &t.absorption;
         match (&a.expected_time, &a.var_time) {
-            (Some(mean), Some(var)) => println!(
+            (Some(mean), Some(var)) => outln!(
                 "absorption time: E[T] = {}, Var[T] = {}; diffusion approximation E[T] ~ {:.6}",
                 shown(mean),
                 shown(var),
                 a.expected_time_diffusion
             ),
-            _ => println!(
+            _ => outln!(
                 "absorption time: no exact value (the full chain, lumped by symmetry, would exceed {} states); diffusion approximation E[T] ~ {:.6}",
                 collapse_analysis::markov::full::MAX_FULL_STATES,
                 a.expected_time_diffusion
@@ -172,11 +172,11 @@ pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
             }),
         );
         out.insert("rows".into(), Value::Array(rows));
-        println!("{}", serde_json::to_string(&out)?);
+        outln!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("n\tsurviving\t(s.e.)\theterozygosity\t(s.e.)\tentropy\t(s.e.)\tabsorbed");
+        outln!("n\tsurviving\t(s.e.)\theterozygosity\t(s.e.)\tentropy\t(s.e.)\tabsorbed");
         for r in &run.rows {
-            println!(
+            outln!(
                 "{}\t{:.6}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6}\t{:.2e}\t{:.4}",
                 r.n,
                 r.surviving.mean,
@@ -189,11 +189,14 @@ pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
             );
         }
         match run.mean_absorption_time {
-            Some(t) => println!(
+            Some(t) => outln!(
                 "absorption time over the {absorbed} of {} chains absorbed by generation {}: mean {:.4} (s.e. {:.2e})",
-                run.config.chains, run.spec.generations, t.mean, t.stderr
+                run.config.chains,
+                run.spec.generations,
+                t.mean,
+                t.stderr
             ),
-            None => println!(
+            None => outln!(
                 "no chain was absorbed by generation {}",
                 run.spec.generations
             ),

@@ -507,3 +507,40 @@ fn markov_simulate_json_contract_and_thread_independence() {
         1
     );
 }
+
+/// A reader that stops early (`collapse ... | head -1`) ends the run quietly: exit code 0 and
+/// nothing on stderr, where an unchecked `println!` would panic on the closed pipe (3000 rows
+/// are far more than a pipe buffer holds).
+#[test]
+fn closed_stdout_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args([
+            "theory",
+            "markov",
+            "--samples",
+            "10",
+            "--categories",
+            "2",
+            "--generations",
+            "3000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run collapse");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("markov theory"), "{first}");
+    // The reading end is dropped here, with most of the table still to be printed.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
