@@ -618,12 +618,26 @@ pub fn absorption_moments_from<N: ChainNumber>(
 
 /// E[1 - sum_i p_i^2] at generation n: (1 - 1/M)^n (1 - sum q_i^2).
 pub fn expected_heterozygosity<N: ChainNumber>(m: u32, initial: &[N], n: u32) -> N {
+    let mut curve = heterozygosity_curve(m, initial, n);
+    curve.pop().expect("n + 1 values")
+}
+
+/// E[H_n] for n = 0..=n_max, each from the one before (linear in n_max, where evaluating each
+/// n from scratch would be quadratic): the same operations in the same order as
+/// `expected_heterozygosity`, so the same values.
+pub fn heterozygosity_curve<N: ChainNumber>(m: u32, initial: &[N], n_max: u32) -> Vec<N> {
     let one = initial[0].int(1);
     let h0 = initial
         .iter()
         .fold(one.clone(), |h, q| h.minus(&q.times(q)));
     let factor = one.ratio(&Integer::from(m - 1), &Integer::from(m));
-    (0..n).fold(h0, |h, _| h.times(&factor))
+    let mut curve = Vec::with_capacity(n_max as usize + 1);
+    curve.push(h0);
+    for n in 1..=n_max as usize {
+        let next = curve[n - 1].times(&factor);
+        curve.push(next);
+    }
+    curve
 }
 
 /// Littler's (1975) diffusion approximation to the mean absorption time with K categories,

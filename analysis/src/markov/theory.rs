@@ -3,7 +3,7 @@
 use super::full::{FullChain, symmetric_size};
 use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
-    absorption_moments_from, diffusion_absorption_time, expected_heterozygosity,
+    absorption_moments_from, diffusion_absorption_time, heterozygosity_curve,
     loss_probabilities,
 };
 use crate::{Ball, SpecError, bits_for_digits};
@@ -422,6 +422,7 @@ fn assemble<N: ChainNumber + ToBall>(
         })
         .collect();
     let zero = p[0].int(0);
+    let heterozygosity = heterozygosity_curve(m, p, n_max);
     let rows = (0..=n_max)
         .map(|n| {
             let surviving = curves.iter().fold(zero.clone(), |acc, (_, lost, count)| {
@@ -430,7 +431,7 @@ fn assemble<N: ChainNumber + ToBall>(
             });
             MarkovRow {
                 n,
-                expected_heterozygosity: expected_heterozygosity(m, p, n).to_ball(prec),
+                expected_heterozygosity: heterozygosity[n as usize].to_ball(prec),
                 expected_surviving: surviving.to_ball(prec),
                 prob_absorbed: None,
             }
