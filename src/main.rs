@@ -345,11 +345,14 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
                 let mut obj = serde_json::Map::new();
                 obj.insert("n".into(), json!(r.n));
                 let mut accuracy = serde_json::Map::new();
+                let mut enclosures = serde_json::Map::new();
                 for (name, b) in r.named() {
                     obj.insert(name.into(), json!(shown(b)));
                     accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
+                    enclosures.insert(name.into(), markov::bounds(b, digits));
                 }
                 obj.insert("certified_digits".into(), Value::Object(accuracy));
+                obj.insert("enclosures".into(), Value::Object(enclosures));
                 let f = &r.feasibility;
                 let rv = [
                     ("variance", f.variance),
@@ -390,6 +393,10 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
                 "expected_w2_sq": limit.limit.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),
                 "sum_inverse_sizes": limit.sum_inverse_sizes.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),
                 "terms_summed": limit.terms_summed,
+                "enclosures": {
+                    "expected_w2_sq": limit.limit.as_ref().map(|b| markov::bounds(b, digits)),
+                    "sum_inverse_sizes": limit.sum_inverse_sizes.as_ref().map(|b| markov::bounds(b, digits)),
+                },
             },
             "rows": rows,
         })));
@@ -421,11 +428,7 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             _ => outln!("E[W2^2] grows without bound as n -> infinity (sum of 1/M_i diverges)"),
         }
     }
-    if certified < digits {
-        eprintln!(
-            "collapse: warning: only {certified} digits could be certified at the precision cap"
-        );
-    }
+    markov::warn_if_uncertified(certified, digits, t.precision_bits);
     Ok(())
 }
 

@@ -46,39 +46,50 @@ pub fn spec_json(spec: &MarkovSpec) -> serde_json::Map<String, Value> {
     map
 }
 
+/// `{"lo", "hi"}`: the enclosure's decimal bounds (lo rounded down, hi up) at `digits` digits.
+pub fn bounds(b: &Ball, digits: u32) -> Value {
+    let (lo, hi) = b.to_decimal_bounds(digits);
+    json!({"lo": lo, "hi": hi})
+}
+
+/// The warning when fewer than `digits` digits could be certified.
+pub fn warn_if_uncertified(certified: u32, digits: u32, precision_bits: u32) {
+    if certified < digits {
+        eprintln!(
+            "collapse: warning: only {certified} of {digits} digits could be certified at {precision_bits} bits (the precision cap is {} bits); only certified digits are printed",
+            collapse_analysis::gaussian::MAX_PRECISION_BITS
+        );
+    }
+}
+
 pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
     // No more digits than the radius certifies.
     let shown = |b: &Ball| b.to_decimal(digits.min(b.certified_digits().max(1)));
-    let certified = t
-        .rows
-        .iter()
-        .flat_map(|r| {
-            [&r.expected_heterozygosity, &r.expected_surviving]
-                .into_iter()
-                .chain(r.prob_absorbed.as_ref())
-        })
-        .chain(t.absorption.expected_time.as_ref())
-        .chain(t.absorption.var_time.as_ref())
-        .map(Ball::certified_digits)
-        .min()
-        .unwrap_or(u32::MAX)
-        .min(digits);
+    let certified = t.min_certified_digits().min(digits);
     if json {
         let rows: Vec<Value> = t
             .rows
             .iter()
             .map(|r| {
+                let mut enclosures = serde_json::Map::new();
+                enclosures.insert("expected_heterozygosity".into(), bounds(&r.expected_heterozygosity, digits));
+                enclosures.insert("expected_surviving".into(), bounds(&r.expected_surviving, digits));
+                if let Some(b) = &r.prob_absorbed {
+                    enclosures.insert("prob_absorbed".into(), bounds(b, digits));
+                }
                 json!({
                     "n": r.n,
                     "expected_heterozygosity": shown(&r.expected_heterozygosity),
                     "expected_surviving": shown(&r.expected_surviving),
                     "prob_absorbed": r.prob_absorbed.as_ref().map(shown),
+                    "enclosures": enclosures,
                 })
             })
             .collect();
         let mut out = spec_json(&t.spec);
         out.insert("digits".into(), json!(digits));
         out.insert("certified_digits_min".into(), json!(certified));
+        out.insert("precision_bits".into(), json!(t.precision_bits));
         out.insert("exact_rationals".into(), json!(t.exact));
         out.insert(
             "absorption".into(),
@@ -86,6 +97,10 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
                 "expected_time": t.absorption.expected_time.as_ref().map(shown),
                 "expected_time_diffusion": format!("{:.6e}", t.absorption.expected_time_diffusion),
                 "var_time": t.absorption.var_time.as_ref().map(shown),
+                "enclosures": {
+                    "expected_time": t.absorption.expected_time.as_ref().map(|b| bounds(b, digits)),
+                    "var_time": t.absorption.var_time.as_ref().map(|b| bounds(b, digits)),
+                },
             }),
         );
         out.insert("rows".into(), Value::Array(rows));
@@ -132,6 +147,7 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             ),
         }
     }
+    warn_if_uncertified(certified, digits, t.precision_bits);
     Ok(())
 }
 

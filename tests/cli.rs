@@ -544,3 +544,65 @@ fn closed_stdout_is_not_an_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `theory --json` gives every printed value an enclosure {lo, hi} that brackets it, with a
+/// width consistent with the digits claimed as certified (checked for both processes, and for
+/// the Markov chain both exact rationals and enclosures).
+#[test]
+fn theory_json_encloses_every_value() {
+    let runs: [&[&str]; 3] = [
+        &["gaussian", "--samples", "12", "--generations", "40"],
+        &[
+            "markov",
+            "--samples",
+            "9",
+            "--categories",
+            "2",
+            "--generations",
+            "30",
+        ],
+        &[
+            "markov",
+            "--samples",
+            "20",
+            "--categories",
+            "3",
+            "--init",
+            "zipf:1",
+            "--generations",
+            "15",
+        ],
+    ];
+    for args in runs {
+        let mut full = vec!["theory"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--digits", "20", "--json"]);
+        let v = json(&collapse(&full));
+        let digits = v["certified_digits_min"].as_u64().unwrap() as i32;
+        assert_eq!(digits, 20, "{args:?}");
+        let mut checked = 0;
+        let mut check = |value: &serde_json::Value, bounds: &serde_json::Value| {
+            let number = |x: &serde_json::Value| x.as_str().unwrap().parse::<f64>().unwrap();
+            let (x, lo, hi) = (number(value), number(&bounds["lo"]), number(&bounds["hi"]));
+            assert!(lo <= x && x <= hi, "{args:?}: {lo} <= {x} <= {hi}");
+            assert!(
+                hi - lo <= 10f64.powi(2 - digits) * x.abs().max(1e-300) + f64::EPSILON * x.abs(),
+                "{args:?}: [{lo}, {hi}] is too wide for {digits} digits"
+            );
+            checked += 1;
+        };
+        for row in v["rows"].as_array().unwrap() {
+            for (name, bounds) in row["enclosures"].as_object().unwrap() {
+                check(&row[name], bounds);
+            }
+        }
+        if let Some(absorption) = v.get("absorption") {
+            for (name, bounds) in absorption["enclosures"].as_object().unwrap() {
+                if !bounds.is_null() {
+                    check(&absorption[name], bounds);
+                }
+            }
+        }
+        assert!(checked >= 45, "{args:?}: only {checked} values");
+    }
+}

@@ -280,17 +280,33 @@ impl Ball {
     pub fn to_decimal(&self, digits: u32) -> String {
         format_decimal(&self.mid, digits)
     }
+
+    /// The enclosure as decimals [lo, hi] with `digits` significant digits each, lo rounded
+    /// down and hi up: the exact value lies between them.
+    pub fn to_decimal_bounds(&self, digits: u32) -> (String, String) {
+        (
+            format_decimal_round(&self.lower(), digits, Round::Down),
+            format_decimal_round(&self.upper(), digits, Round::Up),
+        )
+    }
 }
 
 /// Formats `x` with `digits` significant decimal digits (round to nearest).
 pub fn format_decimal(x: &Float, digits: u32) -> String {
+    format_decimal_round(x, digits, Round::Nearest)
+}
+
+/// Formats `x` with `digits` significant decimal digits, rounded in the direction `round`
+/// (MPFR's conversion rounds correctly in every direction, so `Round::Down` never exceeds `x`
+/// and `Round::Up` is never below it).
+pub fn format_decimal_round(x: &Float, digits: u32, round: Round) -> String {
     if x.is_zero() {
         return "0".to_string();
     }
     if !x.is_finite() {
         return x.to_string();
     }
-    let (neg, mantissa, exp) = x.to_sign_string_exp(10, Some(digits.max(1) as usize));
+    let (neg, mantissa, exp) = x.to_sign_string_exp_round(10, Some(digits.max(1) as usize), round);
     // value = 0.mantissa * 10^exp
     let exp = exp.unwrap_or(0);
     let sign = if neg { "-" } else { "" };
@@ -348,6 +364,36 @@ mod tests {
         let reference = Float::with_val(512, Rational::from((7, 3)));
         assert!(y.contains(&reference));
         assert!(y.certified_digits() >= 15);
+    }
+
+    /// Decimal bounds bracket the exact value: ln 3 and -ln 3 at 10 digits (both directions of
+    /// rounding), 1/7 at 5 digits, and an exact 0.25 whose bounds are itself.
+    #[test]
+    fn decimal_bounds_bracket_the_value() {
+        // Decimals parsed at 2000 bits: their rounding is far below the gaps compared here.
+        let parse = |text: &str| Float::with_val(2000, Float::parse(text).unwrap());
+        for (ball, exact) in [
+            (Ball::exact(200, 3).ln(), Float::with_val(2000, 3u32).ln()),
+            (Ball::exact(200, 3).ln().neg(), -Float::with_val(2000, 3u32).ln()),
+            (
+                Ball::exact(200, Rational::from((1, 7))),
+                Float::with_val(2000, Rational::from((1, 7))),
+            ),
+        ] {
+            for digits in [5, 10] {
+                let (lo, hi) = ball.to_decimal_bounds(digits);
+                let (lo, hi) = (parse(&lo), parse(&hi));
+                assert!(lo < exact && exact < hi, "{lo} < {exact} < {hi} at {digits} digits");
+                // Tight: the gap is at most two units in the last of `digits` places.
+                let gap = Float::with_val(64, &hi - &lo) / Float::with_val(64, exact.abs_ref());
+                assert!(gap.to_f64() < 2.0 * 10f64.powi(1 - digits as i32), "{gap}");
+            }
+        }
+        let quarter = Ball::exact(100, Rational::from((1, 4)));
+        assert_eq!(
+            quarter.to_decimal_bounds(8),
+            ("0.25".to_string(), "0.25".to_string())
+        );
     }
 
     #[test]

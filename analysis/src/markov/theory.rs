@@ -6,6 +6,7 @@ use super::{
     absorption_moments_from, diffusion_absorption_time, heterozygosity_curve,
     loss_probabilities,
 };
+use crate::gaussian::MAX_PRECISION_BITS;
 use crate::{Ball, SpecError, bits_for_digits};
 use rug::ops::Pow;
 use rug::{Integer, Rational};
@@ -323,11 +324,39 @@ pub struct MarkovTheory {
     pub exact: bool,
     pub rows: Vec<MarkovRow>,
     pub absorption: Absorption,
+    /// Working precision of the enclosures, in bits.
+    pub precision_bits: u32,
 }
 
-/// The theory of `spec` with `digits` significant digits: exact rationals when the initial
-/// probabilities are rational, M <= MAX_EXACT_SAMPLES and N M <= MAX_EXACT_WORK, else
-/// enclosures.
+impl MarkovTheory {
+    /// Every reported value: per row E[H_n], E[surviving], P(T <= n) where computed; E[T] and
+    /// Var[T] where computed.
+    pub fn values(&self) -> impl Iterator<Item = &Ball> {
+        self.rows
+            .iter()
+            .flat_map(|r| {
+                [&r.expected_heterozygosity, &r.expected_surviving]
+                    .into_iter()
+                    .chain(r.prob_absorbed.as_ref())
+            })
+            .chain(self.absorption.expected_time.as_ref())
+            .chain(self.absorption.var_time.as_ref())
+    }
+
+    /// The fewest certified significant digits among the reported values.
+    pub fn min_certified_digits(&self) -> u32 {
+        self.values()
+            .map(Ball::certified_digits)
+            .min()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// The theory of `spec` with `digits` certified significant digits: exact rationals when the
+/// initial probabilities are rational, M <= MAX_EXACT_SAMPLES and N M <= MAX_EXACT_WORK, else
+/// enclosures. The working precision starts at `digits` plus 64 guard bits and doubles while
+/// some value has fewer certified digits, up to `MAX_PRECISION_BITS` (then check
+/// `min_certified_digits`).
 pub fn theory(spec: &MarkovSpec, digits: u32) -> Result<MarkovTheory, SpecError> {
     if digits == 0 || digits > crate::MAX_DIGITS {
         return Err(SpecError::invalid(
@@ -335,7 +364,18 @@ pub fn theory(spec: &MarkovSpec, digits: u32) -> Result<MarkovTheory, SpecError>
             format!("must be in 1..={}, got {digits}", crate::MAX_DIGITS),
         ));
     }
-    let prec = bits_for_digits(digits, 64);
+    let mut prec = bits_for_digits(digits, 64);
+    loop {
+        let t = theory_at_precision(spec, prec)?;
+        if t.min_certified_digits() >= digits || prec >= MAX_PRECISION_BITS {
+            return Ok(t);
+        }
+        prec = (prec * 2).min(MAX_PRECISION_BITS);
+    }
+}
+
+/// The theory at a working precision of `prec` bits (exact rationals where feasible).
+fn theory_at_precision(spec: &MarkovSpec, prec: u32) -> Result<MarkovTheory, SpecError> {
     let m = spec.samples;
     let probabilities = spec.probabilities(prec);
     // Distinct positive probabilities and how many categories share each.
@@ -448,6 +488,7 @@ fn assemble<N: ChainNumber + ToBall>(
             expected_time_diffusion: diffusion,
             var_time: None,
         },
+        precision_bits: prec,
     };
     if positive <= 2 {
         // One category against the rest is the whole chain: P(T <= n) is the mass of the
