@@ -56,6 +56,17 @@ enum Command {
         #[arg(long, default_value_t = collapse_reports::report::REPORT_SEED)]
         seed: u64,
     },
+    /// Computer-assisted proofs for finite instances: the Markov claims in exact rationals,
+    /// the Gaussian Gamma-ratio identities on certified enclosures. Exit code 1 if one fails.
+    Verify {
+        /// quick (the test suite's sizes, about a second) or full (K = 2 up to M = 30, K = 3
+        /// up to M = 30, K = 4 up to M = 12; k up to 1000).
+        #[arg(long, default_value = "full")]
+        scale: String,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +286,7 @@ fn run(cli: Cli) -> Result<()> {
             let run = collapse_sim::markov::simulate(&spec, &config)?;
             markov::print_simulation(&run, json)
         }
+        Command::Verify { scale, json } => verify(&scale, json),
         Command::Report { scale, out, seed } => {
             let scale = Scale::parse(&scale)?;
             let summary = run_report(scale, &out, seed)?;
@@ -289,6 +301,67 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn verify(scale: &str, json: bool) -> Result<()> {
+    use collapse_analysis::verify::{VerifyScale, verify_gaussian, verify_markov};
+    let scale = match scale {
+        "quick" => VerifyScale::quick(),
+        "full" => VerifyScale::full(),
+        other => bail!("invalid scale: '{other}' (expected quick or full)"),
+    };
+    let checks: Vec<_> = verify_markov(&scale)
+        .into_iter()
+        .chain(verify_gaussian(&scale))
+        .collect();
+    let failed = checks.iter().filter(|c| !c.passed()).count();
+    if json {
+        let rows: Vec<Value> = checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "claim": c.claim,
+                    "statement": c.statement,
+                    "range": c.range,
+                    "instances": c.instances,
+                    "passed": c.passed(),
+                    "failures": c.failures,
+                    "seconds": c.seconds,
+                })
+            })
+            .collect();
+        outln!("{}", json!({"checks": rows, "failed": failed}));
+    } else {
+        outln!("claim\tresult\tinstances\tseconds\tstatement\trange");
+        for c in &checks {
+            outln!(
+                "{}\t{}\t{}\t{:.2}\t{}\t{}",
+                c.claim,
+                if c.passed() { "proved" } else { "FAILED" },
+                c.instances,
+                c.seconds,
+                c.statement,
+                c.range
+            );
+            for f in &c.failures {
+                outln!("\tcounterexample: {f}");
+            }
+        }
+        outln!(
+            "{} checks over {} instances: {}",
+            checks.len(),
+            checks.iter().map(|c| c.instances).sum::<u64>(),
+            if failed == 0 {
+                "all proved".to_string()
+            } else {
+                format!("{failed} FAILED")
+            }
+        );
+    }
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Refuses an output path whose folder does not exist, before any work is done.

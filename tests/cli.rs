@@ -606,3 +606,24 @@ fn theory_json_encloses_every_value() {
         assert!(checked >= 45, "{args:?}: only {checked} values");
     }
 }
+
+/// `collapse verify`: every check at the quick scale is proved (exit 0), the JSON lists each
+/// check with its instances, and a bad scale is refused with exit code 2.
+#[test]
+fn verify_proves_the_quick_instances() {
+    let v = json(&collapse(&["verify", "--scale", "quick", "--json"]));
+    assert_eq!(v["failed"], 0);
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 15);
+    for c in checks {
+        assert_eq!(c["passed"], true, "{c}");
+        assert!(c["instances"].as_u64().unwrap() > 0, "{c}");
+    }
+    let table = collapse(&["verify", "--scale", "quick"]);
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains("\tproved\t")).count(), 15);
+    let bad = collapse(&["verify", "--scale", "huge"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}

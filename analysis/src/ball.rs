@@ -132,6 +132,14 @@ impl Ball {
         d.abs() <= self.rad
     }
 
+    /// True when the ball contains the rational `q`, decided exactly (midpoint and radius are
+    /// dyadic rationals).
+    pub fn contains_rational(&self, q: &Rational) -> bool {
+        let mid = self.mid.to_rational().expect("finite midpoint");
+        let rad = self.rad.to_rational().expect("finite radius");
+        Rational::from(q - &mid).abs() <= rad
+    }
+
     /// Number of significant decimal digits that the radius certifies: the largest d with
     /// rad <= 0.5 * 10^-(d-1) * |mid| roughly; exact zero (rad 0, mid 0) is fully certified.
     pub fn certified_digits(&self) -> u32 {
@@ -374,7 +382,10 @@ mod tests {
         let parse = |text: &str| Float::with_val(2000, Float::parse(text).unwrap());
         for (ball, exact) in [
             (Ball::exact(200, 3).ln(), Float::with_val(2000, 3u32).ln()),
-            (Ball::exact(200, 3).ln().neg(), -Float::with_val(2000, 3u32).ln()),
+            (
+                Ball::exact(200, 3).ln().neg(),
+                -Float::with_val(2000, 3u32).ln(),
+            ),
             (
                 Ball::exact(200, Rational::from((1, 7))),
                 Float::with_val(2000, Rational::from((1, 7))),
@@ -383,7 +394,10 @@ mod tests {
             for digits in [5, 10] {
                 let (lo, hi) = ball.to_decimal_bounds(digits);
                 let (lo, hi) = (parse(&lo), parse(&hi));
-                assert!(lo < exact && exact < hi, "{lo} < {exact} < {hi} at {digits} digits");
+                assert!(
+                    lo < exact && exact < hi,
+                    "{lo} < {exact} < {hi} at {digits} digits"
+                );
                 // Tight: the gap is at most two units in the last of `digits` places.
                 let gap = Float::with_val(64, &hi - &lo) / Float::with_val(64, exact.abs_ref());
                 assert!(gap.to_f64() < 2.0 * 10f64.powi(1 - digits as i32), "{gap}");

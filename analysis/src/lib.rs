@@ -10,6 +10,7 @@ pub mod gaussian;
 pub mod markov;
 pub mod schedule;
 pub mod special;
+pub mod verify;
 
 pub use ball::Ball;
 pub use gaussian::{Estimator, GaussianSpec, GaussianTheory, GenerationMoments};

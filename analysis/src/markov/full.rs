@@ -274,6 +274,11 @@ impl<N: ChainNumber> FullChain<N> {
     pub fn samples(&self) -> u32 {
         self.m
     }
+
+    /// P(state `to` next | state `from` now), by index into `states()`.
+    pub fn transition(&self, from: usize, to: usize) -> &N {
+        &self.rows[from][to]
+    }
 }
 
 impl<N: Absorbing> FullChain<N> {
