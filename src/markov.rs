@@ -72,8 +72,14 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             .iter()
             .map(|r| {
                 let mut enclosures = serde_json::Map::new();
-                enclosures.insert("expected_heterozygosity".into(), bounds(&r.expected_heterozygosity, digits));
-                enclosures.insert("expected_surviving".into(), bounds(&r.expected_surviving, digits));
+                enclosures.insert(
+                    "expected_heterozygosity".into(),
+                    bounds(&r.expected_heterozygosity, digits),
+                );
+                enclosures.insert(
+                    "expected_surviving".into(),
+                    bounds(&r.expected_surviving, digits),
+                );
                 if let Some(b) = &r.prob_absorbed {
                     enclosures.insert("prob_absorbed".into(), bounds(b, digits));
                 }
