@@ -622,7 +622,10 @@ fn verify_proves_the_quick_instances() {
     let table = collapse(&["verify", "--scale", "quick"]);
     assert!(table.status.success());
     let text = String::from_utf8(table.stdout).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains("\tproved\t")).count(), 15);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\tproved\t")).count(),
+        15
+    );
     let bad = collapse(&["verify", "--scale", "huge"]);
     assert_eq!(bad.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);

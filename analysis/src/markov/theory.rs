@@ -3,8 +3,7 @@
 use super::full::{FullChain, symmetric_size};
 use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
-    absorption_moments_from, diffusion_absorption_time, heterozygosity_curve,
-    loss_probabilities,
+    absorption_moments_from, diffusion_absorption_time, heterozygosity_curve, loss_probabilities,
 };
 use crate::gaussian::MAX_PRECISION_BITS;
 use crate::{Ball, SpecError, bits_for_digits};
