@@ -6,12 +6,12 @@
 //! E[sigma_n^{2r}] = sigma^{2r} prod_i E[X_i^r] with E[X^r] = (2/D)^r Gamma(k/2 + r) / Gamma(k/2).
 
 use crate::ball::Ball;
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, ScheduleKind};
 use crate::special::{digamma, exact_arg, ln_gamma, trigamma};
 use crate::{SpecError, bits_for_digits};
 use rug::Float;
 use rug::ops::Pow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Estimator {
@@ -218,14 +218,9 @@ fn step_factors(prec: u32, m: u64, estimator: Estimator) -> StepFactors {
     let ex1 = ratio(I::from(k), 1);
     let ex2 = ratio(I::from(k) * (k + 2), 2);
     let ex4 = ratio(I::from(k) * (k + 2) * (k + 4) * (k + 6), 4);
-    let ln_two_c = Ball::exact(prec, rug::Rational::from((2, d))).ln();
+    let ln_two_c = ln_two_over_divisor(prec, d);
     let half_k = exact_arg(k, 0.0);
-    let lg_k = ln_gamma(prec, &half_k);
-    let ex_half = ln_two_c
-        .mul_f64(0.5)
-        .add(&ln_gamma(prec, &exact_arg(k, 0.5)))
-        .sub(&lg_k)
-        .exp();
+    let ex_half = sqrt_mean_by_ln_gamma(prec, k, &ln_two_c);
     let ex_three_halves = ex_half.mul(&Ball::exact(prec, rug::Rational::from((k + 1, d))));
     StepFactors {
         ex1,
@@ -233,9 +228,29 @@ fn step_factors(prec: u32, m: u64, estimator: Estimator) -> StepFactors {
         ex4,
         ex_half,
         ex_three_halves,
-        drift: digamma(prec, &half_k).add(&ln_two_c),
+        drift: drift_by_digamma(prec, k, &ln_two_c),
         trigamma: trigamma(prec, &half_k),
     }
+}
+
+/// ln(2/D) = ln(2c).
+fn ln_two_over_divisor(prec: u32, d: u64) -> Ball {
+    Ball::exact(prec, rug::Rational::from((2, d))).ln()
+}
+
+/// E[X^(1/2)] = exp(ln(2c)/2 + lnGamma(k/2 + 1/2) - lnGamma(k/2)) through MPFR's lnGamma.
+fn sqrt_mean_by_ln_gamma(prec: u32, k: u64, ln_two_c: &Ball) -> Ball {
+    let lg_k = ln_gamma(prec, &exact_arg(k, 0.0));
+    ln_two_c
+        .mul_f64(0.5)
+        .add(&ln_gamma(prec, &exact_arg(k, 0.5)))
+        .sub(&lg_k)
+        .exp()
+}
+
+/// The drift psi(k/2) + ln(2c) through MPFR's digamma.
+fn drift_by_digamma(prec: u32, k: u64, ln_two_c: &Ball) -> Ball {
+    digamma(prec, &exact_arg(k, 0.0)).add(ln_two_c)
 }
 
 fn rel_var(second: &Ball, first: &Ball) -> f64 {
@@ -535,6 +550,361 @@ pub fn w2_limit(
         sum_inverse_sizes: Some(Ball::hull(prec, &s_lo, &s_hi)),
         terms_summed: terms,
     })
+}
+
+/// The quantities that [`certified_quantity_at_generation`] certifies at one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GenerationQuantity {
+    /// E[sigma_n] = sigma prod_i E[X_i^(1/2)].
+    ExpectedSigma,
+    /// E[ln sigma_n^2] = ln sigma^2 + sum_i (psi(k_i/2) + ln(2/D_i)).
+    ExpectedLogVariance,
+    /// E[W2^2] = E[V_n] + E[sigma_n^2] - 2 sigma E[sigma_n] + sigma^2.
+    ExpectedW2Sq,
+}
+
+impl GenerationQuantity {
+    pub const ALL: [GenerationQuantity; 3] = [
+        GenerationQuantity::ExpectedSigma,
+        GenerationQuantity::ExpectedLogVariance,
+        GenerationQuantity::ExpectedW2Sq,
+    ];
+    /// The name used by `GenerationMoments::named` (the CLI's JSON keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            GenerationQuantity::ExpectedSigma => "expected_sigma",
+            GenerationQuantity::ExpectedLogVariance => "expected_log_variance",
+            GenerationQuantity::ExpectedW2Sq => "expected_w2_sq",
+        }
+    }
+}
+
+/// E[sigma_n], E[ln sigma_n^2] and E[W2^2] at one generation n, from
+/// [`certified_at_generation`].
+#[derive(Debug, Clone)]
+pub struct GenerationCertificate {
+    pub n: u64,
+    /// Working precision in bits of the final pass.
+    pub precision_bits: u32,
+    pub expected_sigma: Ball,
+    pub expected_log_variance: Ball,
+    pub expected_w2_sq: Ball,
+}
+
+impl GenerationCertificate {
+    pub fn named(&self) -> [(GenerationQuantity, &Ball); 3] {
+        [
+            (GenerationQuantity::ExpectedSigma, &self.expected_sigma),
+            (
+                GenerationQuantity::ExpectedLogVariance,
+                &self.expected_log_variance,
+            ),
+            (GenerationQuantity::ExpectedW2Sq, &self.expected_w2_sq),
+        ]
+    }
+    pub fn get(&self, quantity: GenerationQuantity) -> &Ball {
+        match quantity {
+            GenerationQuantity::ExpectedSigma => &self.expected_sigma,
+            GenerationQuantity::ExpectedLogVariance => &self.expected_log_variance,
+            GenerationQuantity::ExpectedW2Sq => &self.expected_w2_sq,
+        }
+    }
+    /// The fewest certified digits among the three values.
+    pub fn min_certified_digits(&self) -> u32 {
+        self.named()
+            .iter()
+            .map(|(_, b)| b.certified_digits())
+            .min()
+            .unwrap_or(0)
+    }
+}
+
+/// Runs (M, count) of equal consecutive sizes among M_0 .. M_{n-1}: one run for a constant
+/// schedule, at most (list length) runs for a list, and one per distinct size otherwise.
+fn size_runs(schedule: &Schedule, n: u64) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut push = |m: u64, count: u64| match runs.last_mut() {
+        Some((last, c)) if *last == m => *c += count,
+        _ if count > 0 => runs.push((m, count)),
+        _ => {}
+    };
+    match &schedule.kind {
+        ScheduleKind::Constant => push(schedule.base, n),
+        ScheduleKind::List(sizes) => {
+            let listed = n.min(sizes.len() as u64);
+            for &m in &sizes[..listed as usize] {
+                push(m, 1);
+            }
+            push(*sizes.last().expect("non-empty list"), n - listed);
+        }
+        _ => {
+            for i in 0..n {
+                push(schedule.size(i).expect("validated in GaussianSpec::new"), 1);
+            }
+        }
+    }
+    runs
+}
+
+/// Largest k = M - 1 for which E[X^(1/2)] uses the exact half-integer form (a central
+/// binomial coefficient and pi) in place of MPFR's lnGamma: below it the exact form is cheaper
+/// (measured: about 6 us against 3 ms at k = 3200 and 3430 bits; the two cross near
+/// k = 40 prec).
+fn sqrt_mean_exact_limit(prec: u32) -> u64 {
+    (40 * u64::from(prec)).max(4096)
+}
+
+/// Largest k for which the drift uses the exact half-integer form of psi(k/2) (a rational
+/// sum of k/2 terms, gamma_E and ln 2) in place of MPFR's digamma (measured crossing: k near
+/// prec at 240 bits, near 2 prec at 3430 bits).
+fn digamma_exact_limit(prec: u32) -> u64 {
+    u64::from(prec).max(64)
+}
+
+/// E[X^(1/2)] = sqrt(2/D) Gamma(M/2)/Gamma(k/2) from the half-integer forms
+/// Gamma(j + 1/2)/Gamma(j) = j C(2j, j) sqrt(pi) / 4^j (k = 2j) and
+/// Gamma(j + 1)/Gamma(j + 1/2) = 4^j / (C(2j, j) sqrt(pi)) (k = 2j + 1): its square is an exact
+/// rational times pi^(+-1) (proofs/gaussian.md, Fact A and the duplication formula).
+fn sqrt_mean_half_integer(prec: u32, k: u64, d: u64) -> Ball {
+    use rug::{Integer, Rational};
+    let j = k / 2;
+    let central = Integer::from(Integer::binomial_u(
+        u32::try_from(2 * j).expect("k below sqrt_mean_exact_limit"),
+        j as u32,
+    ));
+    let central_sq = Integer::from(central.square_ref());
+    let pi = Ball::correctly_rounded(prec, rug::float::Constant::Pi);
+    let square = if k.is_multiple_of(2) {
+        // (2/D) j^2 C^2 / 16^j * pi
+        let num = central_sq * Integer::from(j) * j * 2u32;
+        let den = Integer::from(d) << (4 * j) as u32;
+        Ball::exact(prec, Rational::from((num, den))).mul(&pi)
+    } else {
+        // (2/D) 16^j / C^2 / pi
+        let num = Integer::from(2u32) << (4 * j) as u32;
+        let den = central_sq * d;
+        Ball::exact(prec, Rational::from((num, den))).div(&pi)
+    };
+    square.sqrt()
+}
+
+/// The per-step factors of the first moments for sample size m (what
+/// [`certified_at_generation`] needs): E[X] (exact), E[X^(1/2)] and the drift of ln sigma^2.
+#[derive(Clone)]
+struct FirstStepFactors {
+    ex1: Option<Ball>,
+    ex_half: Option<Ball>,
+    drift: Option<Ball>,
+}
+
+fn first_step_factors(prec: u32, m: u64, estimator: Estimator, want: Want) -> FirstStepFactors {
+    let k = m - 1;
+    let d = estimator.divisor(m);
+    let ex_half = want.sqrt_mean.then(|| {
+        if k <= sqrt_mean_exact_limit(prec) {
+            sqrt_mean_half_integer(prec, k, d)
+        } else {
+            sqrt_mean_by_ln_gamma(prec, k, &ln_two_over_divisor(prec, d))
+        }
+    });
+    let drift = want.drift.then(|| {
+        let ln_two_c = ln_two_over_divisor(prec, d);
+        if k <= digamma_exact_limit(prec) {
+            crate::special::digamma_half_integer_exact(prec, k).add(&ln_two_c)
+        } else {
+            drift_by_digamma(prec, k, &ln_two_c)
+        }
+    });
+    FirstStepFactors {
+        ex1: want
+            .mean
+            .then(|| Ball::exact(prec, rug::Rational::from((k, d)))),
+        ex_half,
+        drift,
+    }
+}
+
+/// Which factors a pass needs.
+#[derive(Debug, Clone, Copy)]
+struct Want {
+    mean: bool,
+    sqrt_mean: bool,
+    drift: bool,
+}
+
+impl Want {
+    fn of(quantities: &[GenerationQuantity]) -> Want {
+        let has = |q| quantities.contains(&q);
+        let w2 = has(GenerationQuantity::ExpectedW2Sq);
+        Want {
+            mean: w2,
+            sqrt_mean: w2 || has(GenerationQuantity::ExpectedSigma),
+            drift: has(GenerationQuantity::ExpectedLogVariance),
+        }
+    }
+}
+
+/// (q^L, 1 + q + ... + q^(L-1)) by binary doubling: (P, G) -> (P^2, G (1 + P)) and
+/// (P, G) -> (P q, 1 + q G). Every term is positive, so nothing cancels; O(log L) products
+/// (none for q = 1).
+fn power_and_geometric_sum(q: &Ball, len: u64) -> (Ball, Ball) {
+    let prec = q.prec();
+    let one = Ball::exact(prec, 1);
+    if q.rad().is_zero() && *q.mid() == 1 {
+        // The unbiased estimator's E[X] = 1: (1, L) exactly.
+        return (one, Ball::exact(prec, len));
+    }
+    let (mut p, mut g) = (one.clone(), Ball::exact(prec, 0));
+    for bit in (0..64 - len.leading_zeros()).rev() {
+        g = g.mul(&one.add(&p));
+        p = p.square();
+        if (len >> bit) & 1 == 1 {
+            g = one.add(&q.mul(&g));
+            p = p.mul(q);
+        }
+    }
+    (p, g)
+}
+
+/// The requested quantities at generation n and working precision `prec` bits, with
+/// O(log n) ball operations per distinct sample size: E[sigma_n] = sigma prod_m e_m^(count_m),
+/// E[ln sigma_n^2] = ln sigma^2 + sum_m count_m d_m, and E[W2^2] with
+/// E[V_n] = sum_i E[sigma_i^2]/M_i summed run by run as a geometric series in E[X].
+fn generation_at_precision(
+    spec: &GaussianSpec,
+    runs: &[(u64, u64)],
+    n: u64,
+    prec: u32,
+    quantities: &[GenerationQuantity],
+) -> [Option<Ball>; 3] {
+    let want = Want::of(quantities);
+    let mut cache: HashMap<u64, FirstStepFactors> = HashMap::new();
+    let mut factors = |m: u64| {
+        cache
+            .entry(m)
+            .or_insert_with(|| first_step_factors(prec, m, spec.estimator, want))
+            .clone()
+    };
+    // Counts per distinct size: products and sums commute, so E[sigma_n] and the log moment
+    // need one power (one product) per size however the runs interleave.
+    // (A BTreeMap: a deterministic order, hence reproducible last bits.)
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for &(m, count) in runs {
+        *counts.entry(m).or_insert(0) += count;
+    }
+    let sigma = Ball::from_f64(prec, spec.sigma);
+    let sigma2 = sigma.square();
+    let expected_sigma = want.sqrt_mean.then(|| {
+        counts.iter().fold(sigma.clone(), |acc, (&m, &count)| {
+            acc.mul(&factors(m).ex_half.expect("wanted").pow_u64(count))
+        })
+    });
+    let expected_log = want.drift.then(|| {
+        counts.iter().fold(sigma2.ln(), |acc, (&m, &count)| {
+            acc.add(
+                &factors(m)
+                    .drift
+                    .expect("wanted")
+                    .mul(&Ball::exact(prec, count)),
+            )
+        })
+    });
+    let expected_w2 = want.mean.then(|| {
+        if n == 0 {
+            return Ball::exact(prec, 0);
+        }
+        // E[V_n] and E[sigma_n^2], run by run in schedule order.
+        let mut ev = Ball::exact(prec, 0);
+        let mut s2 = sigma2.clone();
+        for &(m, count) in runs {
+            let ex1 = factors(m).ex1.expect("wanted");
+            let (power, geometric) = power_and_geometric_sum(&ex1, count);
+            let inv_m = Ball::exact(prec, rug::Rational::from((1, m)));
+            ev = ev.add(&s2.mul(&inv_m).mul(&geometric));
+            s2 = s2.mul(&power);
+        }
+        let s1 = expected_sigma.as_ref().expect("wanted");
+        ev.add(&s2).sub(&sigma.mul_f64(2.0).mul(s1)).add(&sigma2)
+    });
+    let keep = |q: GenerationQuantity, b: Option<Ball>| b.filter(|_| quantities.contains(&q));
+    [
+        keep(GenerationQuantity::ExpectedSigma, expected_sigma),
+        keep(GenerationQuantity::ExpectedLogVariance, expected_log),
+        keep(GenerationQuantity::ExpectedW2Sq, expected_w2),
+    ]
+}
+
+/// Raises the precision until every requested quantity certifies `digits` (or the cap).
+fn certify_at_generation(
+    spec: &GaussianSpec,
+    n: u64,
+    digits: u32,
+    quantities: &[GenerationQuantity],
+) -> Result<(u32, [Option<Ball>; 3]), SpecError> {
+    if digits == 0 || digits > crate::MAX_DIGITS {
+        return Err(SpecError::invalid(
+            "digits",
+            format!("must be in 1..={}, got {digits}", crate::MAX_DIGITS),
+        ));
+    }
+    if n > spec.generations {
+        return Err(SpecError::invalid(
+            "generation",
+            format!("{n} > N = {}", spec.generations),
+        ));
+    }
+    let runs = size_runs(&spec.schedule, n);
+    let log_n = 64 - n.leading_zeros();
+    let mut prec = bits_for_digits(digits, 40 + 2 * log_n);
+    loop {
+        let balls = generation_at_precision(spec, &runs, n, prec, quantities);
+        let certified = balls
+            .iter()
+            .flatten()
+            .all(|b| b.certified_digits() >= digits);
+        if certified || prec >= MAX_PRECISION_BITS {
+            return Ok((prec, balls));
+        }
+        prec = (prec * 2).min(MAX_PRECISION_BITS);
+    }
+}
+
+/// E[sigma_n], E[ln sigma_n^2] and E[W2^2] at the one generation n <= N, each with at least
+/// `digits` certified significant digits where the precision cap allows it (check
+/// `min_certified_digits`). The same values as row n of [`theory`], at a cost of O(log n) ball
+/// operations per distinct sample size among M_0 .. M_{n-1} (O(log n) for a constant schedule)
+/// instead of O(n).
+pub fn certified_at_generation(
+    spec: &GaussianSpec,
+    n: u64,
+    digits: u32,
+) -> Result<GenerationCertificate, SpecError> {
+    let (prec, [sigma, log, w2]) =
+        certify_at_generation(spec, n, digits, &GenerationQuantity::ALL)?;
+    Ok(GenerationCertificate {
+        n,
+        precision_bits: prec,
+        expected_sigma: sigma.expect("requested"),
+        expected_log_variance: log.expect("requested"),
+        expected_w2_sq: w2.expect("requested"),
+    })
+}
+
+/// One of the quantities of [`certified_at_generation`] alone (only its factors are computed),
+/// with at least `digits` certified digits where the precision cap allows it; its working
+/// precision is the ball's `prec()`.
+pub fn certified_quantity_at_generation(
+    spec: &GaussianSpec,
+    n: u64,
+    quantity: GenerationQuantity,
+    digits: u32,
+) -> Result<Ball, SpecError> {
+    let (_, balls) = certify_at_generation(spec, n, digits, &[quantity])?;
+    Ok(balls
+        .into_iter()
+        .flatten()
+        .next()
+        .expect("the requested quantity"))
 }
 
 #[cfg(test)]

@@ -340,3 +340,185 @@ fn limit_enclosure_contains_long_partial_sums() {
     // ceil has no effect for integer exponents, so the sum is exactly zeta(2)/100.
     assert!((lim.sum_inverse_sizes.unwrap().to_f64() - pi * pi / 600.0).abs() < 1e-9);
 }
+
+/// Two enclosures of the same value intersect: |mid_a - mid_b| <= rad_a + rad_b, decided in
+/// exact rationals.
+fn overlap(a: &Ball, b: &Ball) -> bool {
+    let mid = |x: &Ball| x.mid().to_rational().expect("finite");
+    let rad = |x: &Ball| x.rad().to_rational().expect("finite");
+    (mid(a) - mid(b)).abs() <= rad(a) + rad(b)
+}
+
+/// `certified_at_generation` (one generation, O(log n) work per distinct size) against row n of
+/// `theory` (the generation-by-generation recursion): the balls intersect and both certify the
+/// digits; each quantity alone agrees too. Constant M = 2, 10, 100 and 10^6 (lnGamma/digamma
+/// route: above the exact-form limits), power:1.5 and a list with a repeated size, both
+/// estimators.
+#[test]
+fn certified_at_generation_matches_theory_rows() {
+    let digits = 30;
+    for est in [Estimator::Unbiased, Estimator::Mle] {
+        for (schedule, m, sigma) in [
+            ("constant", Some(2), 1.0),
+            ("constant", Some(10), 1.5),
+            ("constant", Some(100), 1.0),
+            ("constant", Some(1_000_000), 0.75),
+            ("power:1.5", Some(3), 1.25),
+            ("list:5,9,9,5,40", None, 2.0),
+        ] {
+            let s = spec(schedule, m, est, sigma, 50);
+            let t = theory(&s, digits).unwrap();
+            for n in [0u64, 1, 7, 50] {
+                let c = certified_at_generation(&s, n, digits).unwrap();
+                assert_eq!(c.n, n);
+                let row = &t.rows[n as usize];
+                let label = format!("{schedule} M={m:?} {est:?} n={n}");
+                for (q, ours) in c.named() {
+                    let theirs = row
+                        .named()
+                        .iter()
+                        .find(|(name, _)| *name == q.name())
+                        .map(|(_, b)| (*b).clone())
+                        .unwrap();
+                    assert!(
+                        overlap(ours, &theirs),
+                        "{label} {q:?}: {ours:?} vs {theirs:?}"
+                    );
+                    assert!(ours.certified_digits() >= digits, "{label} {q:?}: {ours:?}");
+                    assert!(theirs.certified_digits() >= digits, "{label} {q:?}");
+                    let alone = certified_quantity_at_generation(&s, n, q, digits).unwrap();
+                    assert!(overlap(&alone, &theirs), "{label} {q:?} alone");
+                    assert!(alone.certified_digits() >= digits, "{label} {q:?} alone");
+                }
+            }
+        }
+    }
+}
+
+/// The benchmark case: M = 100, n = 10^4, unbiased, 1000 digits. E[sigma_n] against
+/// `sigma_power_moment` (a sum of 10^4 lnGamma differences), E[W2^2] against
+/// n/M + 2 - 2 E[sigma_n] (the unbiased closed form with sigma = 1) and E[ln sigma_n^2] against
+/// n (psi(99/2) + ln(2/99)) through MPFR's digamma.
+#[test]
+fn thousand_digits_at_ten_thousand_generations() {
+    let n = 10_000u64;
+    let s = spec("constant", Some(100), Estimator::Unbiased, 1.0, n);
+    let c = certified_at_generation(&s, n, 1000).unwrap();
+    assert!(
+        c.min_certified_digits() >= 1000,
+        "{}",
+        c.min_certified_digits()
+    );
+    let prec = c.precision_bits + 64;
+    let sigma_n = sigma_power_moment(&s, 0.5, n, prec).unwrap();
+    assert!(overlap(&c.expected_sigma, &sigma_n));
+    let w2 = Ball::exact(prec, Rational::from((n, 100)))
+        .add(&Ball::exact(prec, 2))
+        .sub(&sigma_n.mul_f64(2.0));
+    assert!(overlap(&c.expected_w2_sq, &w2));
+    let drift = crate::special::digamma(prec, &exact_arg(99, 0.0))
+        .add(&Ball::exact(prec, Rational::from((2, 99))).ln());
+    assert!(overlap(
+        &c.expected_log_variance,
+        &drift.mul(&Ball::exact(prec, n))
+    ));
+    // Leading digits (python-flint's arb at 40 digits, as `benches/peers/certify_peers.py`).
+    for (ball, leading) in [
+        (&c.expected_sigma, "1.079329633555678756629040"),
+        (&c.expected_log_variance, "-101.3501884827283484661672"),
+        (&c.expected_w2_sq, "101.9999999999784134073288"),
+    ] {
+        assert!(
+            ball.to_decimal(40).starts_with(leading),
+            "{}",
+            ball.to_decimal(40)
+        );
+    }
+}
+
+/// The exact half-integer forms of E[X^(1/2)] and of the drift agree with the MPFR lnGamma
+/// and digamma routes of `step_factors`, for small and large, odd and even k.
+#[test]
+fn half_integer_step_factors_match_mpfr() {
+    for prec in [64u32, 300, 3000] {
+        for m in [2u64, 3, 4, 5, 10, 100, 101, 1000, 4097] {
+            for est in [Estimator::Unbiased, Estimator::Mle] {
+                let (k, d) = (m - 1, est.divisor(m));
+                let ln_two_c = ln_two_over_divisor(prec, d);
+                let exact = sqrt_mean_half_integer(prec, k, d);
+                let mpfr = sqrt_mean_by_ln_gamma(prec, k, &ln_two_c);
+                assert!(overlap(&exact, &mpfr), "m={m} prec={prec} {est:?}");
+                assert!(exact.certified_digits() + 2 >= mpfr.certified_digits());
+                let exact = crate::special::digamma_half_integer_exact(prec, k).add(&ln_two_c);
+                let mpfr = drift_by_digamma(prec, k, &ln_two_c);
+                assert!(overlap(&exact, &mpfr), "drift m={m} prec={prec} {est:?}");
+            }
+        }
+    }
+}
+
+/// (q^L, sum_{j<L} q^j) by doubling equals the direct sum (exactly for q = 1 and q = 1/2
+/// within the precision), for L = 0..40 and a large L.
+#[test]
+fn power_and_geometric_sum_matches_direct() {
+    let prec = 200;
+    for q in [
+        Rational::from(1),
+        Rational::from((1, 2)),
+        Rational::from((99, 100)),
+        Rational::from((7, 3)),
+    ] {
+        let qb = Ball::exact(prec, q.clone());
+        for len in (0u64..=40).chain([1000]) {
+            let (p, g) = power_and_geometric_sum(&qb, len);
+            let mut power = Rational::from(1);
+            let mut sum = Rational::new();
+            for _ in 0..len {
+                sum += &power;
+                power *= &q;
+            }
+            assert!(p.contains_rational(&power), "q={q} L={len}");
+            assert!(g.contains_rational(&sum), "q={q} L={len}");
+            if q == 1 {
+                assert!(g.rad().is_zero() && *g.mid() == len, "exact for q = 1");
+            }
+        }
+    }
+}
+
+#[test]
+fn size_runs_group_equal_sizes() {
+    let runs = |schedule: &str, m: Option<u64>, n: u64| {
+        size_runs(&Schedule::parse(m, schedule).unwrap(), n)
+    };
+    assert_eq!(runs("constant", Some(100), 10_000), vec![(100, 10_000)]);
+    assert_eq!(runs("constant", Some(100), 0), vec![]);
+    assert_eq!(runs("list:5,7,7,3", None, 6), vec![(5, 1), (7, 2), (3, 3)]);
+    assert_eq!(runs("list:5,7,7,3", None, 2), vec![(5, 1), (7, 1)]);
+    assert_eq!(runs("list:5,5", None, 9), vec![(5, 9)]);
+    // Other schedules: the run-length encoding of their sizes.
+    for (schedule, m) in [("power:0.5", 2u64), ("linear", 3), ("geometric:1", 4)] {
+        let sched = Schedule::parse(Some(m), schedule).unwrap();
+        let expanded: Vec<u64> = runs(schedule, Some(m), 30)
+            .iter()
+            .flat_map(|&(size, count)| std::iter::repeat_n(size, count as usize))
+            .collect();
+        assert_eq!(expanded, sched.sizes(30).unwrap(), "{schedule}");
+    }
+    assert_eq!(runs("geometric:1", Some(4), 30), vec![(4, 30)]);
+}
+
+#[test]
+fn certified_at_generation_refuses_bad_input() {
+    let s = spec("constant", Some(10), Estimator::Unbiased, 1.0, 5);
+    assert!(certified_at_generation(&s, 6, 10).is_err());
+    assert!(certified_at_generation(&s, 5, 0).is_err());
+    assert!(certified_at_generation(&s, 5, crate::MAX_DIGITS + 1).is_err());
+    assert!(
+        certified_quantity_at_generation(&s, 6, GenerationQuantity::ExpectedSigma, 10).is_err()
+    );
+    // n = 0: the truth itself, exactly.
+    let c = certified_at_generation(&s, 0, 10).unwrap();
+    assert!(c.expected_w2_sq.rad().is_zero() && c.expected_w2_sq.mid().is_zero());
+    assert_eq!(c.expected_sigma.to_f64(), 1.0);
+}
