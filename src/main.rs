@@ -20,6 +20,8 @@ macro_rules! outln {
 }
 
 mod markov;
+mod mvn;
+mod strategy;
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +95,17 @@ enum TheoryProcess {
         #[arg(long)]
         json: bool,
     },
+    /// d-dimensional Gaussian re-fitted (mean, unbiased covariance) to M_i samples of itself.
+    Mvn {
+        #[command(flatten)]
+        process: mvn::MvnArgs,
+        /// Significant decimal digits of every value.
+        #[arg(long, default_value_t = 30)]
+        digits: u32,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +130,24 @@ enum SimulateProcess {
         /// Per-generation statistics as a Parquet file.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// d-dimensional Gaussian re-fitted (mean, unbiased covariance) to M_i samples of itself.
+    Mvn {
+        #[command(flatten)]
+        process: mvn::MvnArgs,
+        /// Number of independent chains R.
+        #[arg(long)]
+        chains: u64,
+        #[arg(long)]
+        seed: u64,
+        /// exact (draw all M_i vectors, O(M d^2)) or sufficient (Bartlett, O(d^3)).
+        #[arg(long, default_value = "exact")]
+        method: String,
+        /// Worker threads (results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
     /// Categorical distribution re-estimated from M draws each generation (Wright–Fisher).
     Markov {
@@ -155,18 +186,27 @@ struct GaussianArgs {
     /// Standard deviation of the true distribution.
     #[arg(long, default_value_t = 1.0)]
     sigma: f64,
+    /// What each generation is fitted to: replace | accumulate | accumulate-subsample | mix:F |
+    /// keep:F (proofs/strategies.md).
+    #[arg(long, default_value = "replace")]
+    strategy: String,
+    /// The true distribution D0 (mean 0, variance sigma^2): normal | laplace | student:NU
+    /// (NU > 2) | uniform | mixture (proofs/truths.md).
+    #[arg(long, default_value = "normal")]
+    truth: String,
 }
 
 impl GaussianArgs {
     fn spec(&self) -> Result<GaussianSpec> {
         let schedule = Schedule::parse(self.samples, &self.schedule)?;
         let estimator = Estimator::parse(&self.estimator)?;
-        Ok(GaussianSpec::new(
-            schedule,
-            estimator,
-            self.sigma,
-            self.generations,
-        )?)
+        let strategy = collapse_analysis::Strategy::parse(&self.strategy)?;
+        let truth = collapse_analysis::truth::Truth::parse(&self.truth)?;
+        Ok(
+            GaussianSpec::new(schedule, estimator, self.sigma, self.generations)?
+                .with_strategy(strategy)?
+                .with_truth(truth)?,
+        )
     }
 }
 
@@ -223,6 +263,13 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("invalid digits: must be in 1..={MAX_DIGITS}, got {digits}");
             }
             let spec = process.spec()?;
+            // Other strategies and non-normal truths: the moments that have closed forms.
+            if spec.strategy != collapse_analysis::Strategy::Replace
+                || spec.truth != collapse_analysis::truth::Truth::Normal
+            {
+                let t = collapse_analysis::strategy::strategy_theory(&spec, digits)?;
+                return strategy::print_theory(&t, digits, json);
+            }
             let t = theory(&spec, digits)?;
             print_theory(&t, digits, json)
         }
@@ -240,6 +287,18 @@ fn run(cli: Cli) -> Result<()> {
             let spec = process.spec()?;
             let t = collapse_analysis::markov::theory::theory(&spec, digits)?;
             markov::print_theory(&t, digits, json)
+        }
+        Command::Theory {
+            process:
+                TheoryProcess::Mvn {
+                    process,
+                    digits,
+                    json,
+                },
+        } => {
+            let spec = process.spec()?;
+            let t = collapse_analysis::mvn::theory(&spec, digits)?;
+            mvn::print_theory(&t, digits, json)
         }
         Command::Simulate {
             process:
@@ -285,6 +344,25 @@ fn run(cli: Cli) -> Result<()> {
             config.progress = true;
             let run = collapse_sim::markov::simulate(&spec, &config)?;
             markov::print_simulation(&run, json)
+        }
+        Command::Simulate {
+            process:
+                SimulateProcess::Mvn {
+                    process,
+                    chains,
+                    seed,
+                    method,
+                    threads,
+                    json,
+                },
+        } => {
+            let spec = process.spec()?;
+            let method = collapse_sim::mvn::MvnMethod::parse(&method)?;
+            let mut config = collapse_sim::mvn::MvnConfig::new(chains, seed, method);
+            config.threads = threads;
+            config.progress = true;
+            let run = collapse_sim::mvn::simulate(&spec, &config)?;
+            mvn::print_simulation(&run, json)
         }
         Command::Verify { scale, json } => verify(&scale, json),
         Command::Report { scale, out, seed } => {
@@ -388,7 +466,16 @@ fn spec_json(spec: &GaussianSpec) -> serde_json::Map<String, Value> {
         "estimator": spec.estimator.name(),
         "sigma": spec.sigma,
         "generations": spec.generations,
+        "strategy": spec.strategy.label(),
+        "truth": spec.truth.label(),
+        "comonotone_correlation": truth_correlation_json(spec),
     }))
+}
+
+/// rho of the truth (W2^2 to D0 = m^2 + s^2 + sigma^2 - 2 s sigma rho) with its error bound.
+fn truth_correlation_json(spec: &GaussianSpec) -> Value {
+    let c = spec.truth.comonotone_correlation();
+    json!({"rho": c.rho, "error_bound": c.error_bound, "closed_form": c.closed_form})
 }
 
 fn json_object(v: Value) -> serde_json::Map<String, Value> {
@@ -461,6 +548,8 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             "digits": digits,
             "certified_digits_min": certified.min(digits),
             "precision_bits": t.precision_bits,
+            "bounded": limit.bounded,
+            "limit_w2_sq": limit.limit.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),
             "limit": {
                 "bounded": limit.bounded,
                 "expected_w2_sq": limit.limit.as_ref().map(|b| b.to_decimal(b.certified_digits().clamp(1, digits))),

@@ -88,6 +88,30 @@ fn theory_json_contract() {
     );
     assert!(v["certified_digits_min"].as_u64().unwrap() >= 25);
     assert_eq!(v["limit"]["bounded"], false);
+    assert_eq!(v["bounded"], false);
+    assert!(v["limit_w2_sq"].is_null());
+    // A superlinear schedule: bounded, and the limit exceeds every E[W2^2_n] (it increases).
+    let v = json(&collapse(&[
+        "theory",
+        "gaussian",
+        "--samples",
+        "20",
+        "--schedule",
+        "power:2",
+        "--generations",
+        "200",
+        "--digits",
+        "12",
+        "--json",
+    ]));
+    assert_eq!(v["bounded"], true);
+    let limit: f64 = v["limit_w2_sq"].as_str().unwrap().parse().unwrap();
+    let last: f64 = v["rows"][200]["expected_w2_sq"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last < limit && limit < last * 1.01, "{last} {limit}");
 }
 
 #[test]
@@ -629,4 +653,435 @@ fn verify_proves_the_quick_instances() {
     let bad = collapse(&["verify", "--scale", "huge"]);
     assert_eq!(bad.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&bad.stderr).lines().count(), 1);
+}
+
+/// `theory mvn --json`: the documented keys as decimal strings with enclosures, d = 1 equal to
+/// `theory gaussian`, and bad input refused with one line and exit code 2.
+#[test]
+fn mvn_theory_json_contract_and_bad_input() {
+    let v = json(&collapse(&[
+        "theory",
+        "mvn",
+        "--dim",
+        "3",
+        "--samples",
+        "20",
+        "--generations",
+        "15",
+        "--cov",
+        "2,1,0.5",
+        "--digits",
+        "20",
+        "--json",
+    ]));
+    assert_eq!(v["process"], "mvn");
+    assert_eq!(v["dim"], 3);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 16);
+    for key in [
+        "mean_sq_error",
+        "expected_log_det",
+        "var_log_det",
+        "w2_sq_lower_bound",
+    ] {
+        for row in rows {
+            let text = row[key].as_str().unwrap();
+            let value: f64 = text.parse().unwrap();
+            let lo: f64 = row["enclosures"][key]["lo"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let hi: f64 = row["enclosures"][key]["hi"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(lo <= value && value <= hi, "{key}: {lo} {value} {hi}");
+        }
+    }
+    // tr(Sigma) S_15 = 3.5 * 15 / 20 exactly; ln det Sigma = ln 1 = 0 at n = 0.
+    assert_eq!(rows[15]["mean_sq_error"], "2.625");
+    assert_eq!(rows[0]["expected_log_det"], "0");
+    assert_eq!(v["det_collapses_almost_surely"], true);
+    assert_eq!(v["lyapunov_exponents"].as_array().unwrap().len(), 3);
+
+    // d = 1 reproduces the 1-D theory digit for digit.
+    let args = [
+        "--samples",
+        "6",
+        "--schedule",
+        "linear",
+        "--generations",
+        "5",
+    ];
+    let one = json(&collapse(
+        &[&["theory", "mvn", "--dim", "1", "--json"][..], &args[..]].concat(),
+    ));
+    let gauss = json(&collapse(
+        &[&["theory", "gaussian", "--json"][..], &args[..]].concat(),
+    ));
+    for n in 0..=5 {
+        let (a, b) = (&one["rows"][n], &gauss["rows"][n]);
+        assert_eq!(a["mean_sq_error"], b["mean_sq_error"], "n={n}");
+        assert_eq!(a["expected_log_det"], b["expected_log_variance"], "n={n}");
+        assert_eq!(a["var_log_det"], b["var_log_variance"], "n={n}");
+    }
+    let summable = json(&collapse(&[
+        "theory",
+        "mvn",
+        "--dim",
+        "2",
+        "--samples",
+        "5",
+        "--schedule",
+        "power:1.5",
+        "--generations",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(summable["det_collapses_almost_surely"], false);
+    assert!(summable["lyapunov_exponents"].is_null());
+
+    for bad in [
+        &["--dim", "0", "--samples", "5", "--generations", "2"][..],
+        &["--dim", "3", "--samples", "3", "--generations", "2"],
+        &["--dim", "-1", "--samples", "5", "--generations", "2"],
+        &[
+            "--dim",
+            "2",
+            "--samples",
+            "5",
+            "--generations",
+            "2",
+            "--cov",
+            "1",
+        ],
+        &[
+            "--dim",
+            "2",
+            "--samples",
+            "5",
+            "--generations",
+            "2",
+            "--cov",
+            "1,nan",
+        ],
+        &[
+            "--dim",
+            "2",
+            "--samples",
+            "5",
+            "--generations",
+            "2",
+            "--cov",
+            "1,-2",
+        ],
+        &[
+            "--dim",
+            "2",
+            "--samples",
+            "5",
+            "--generations",
+            "2",
+            "--cov",
+            "1,x",
+        ],
+        &["--dim", "2", "--samples", "5", "--generations", "0"],
+        &[
+            "--dim",
+            "2",
+            "--samples",
+            "5",
+            "--generations",
+            "2",
+            "--digits",
+            "0",
+        ],
+        &["--dim", "2", "--schedule", "list:9,2", "--generations", "3"],
+    ] {
+        let out = collapse(&[&["theory", "mvn"][..], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
+}
+
+/// `--strategy` on `theory gaussian` and `simulate gaussian` (proofs/strategies.md): the strategy
+/// rows as certified decimal strings with enclosures, replace unchanged, simulations independent
+/// of the thread count, and bad strategies refused with one line and exit code 2.
+#[test]
+fn strategy_cli_contract_and_bad_input() {
+    let theory = |extra: &[&str]| {
+        let mut a = vec![
+            "theory",
+            "gaussian",
+            "--samples",
+            "10",
+            "--generations",
+            "5",
+        ];
+        a.extend_from_slice(extra);
+        collapse(&a)
+    };
+    let v = json(&theory(&[
+        "--strategy",
+        "mix:0.3",
+        "--digits",
+        "20",
+        "--json",
+    ]));
+    assert_eq!(v["strategy"], "mix:0.3");
+    assert_eq!(v["bounded"], true);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    // e_1 = sigma^2/M, e_2 = (49 e_1 + 3 + 7 v_1)/100 = 0.149; v_2 = (27 + 63 v_1 + 21 e_1)/90.
+    assert_eq!(rows[1]["mean_sq_error"], "0.1");
+    assert_eq!(rows[2]["mean_sq_error"], "0.149");
+    assert!(
+        rows[2]["expected_variance"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.0233333333")
+    );
+    // The fixed point: v* = 480/410, e* = (3 + 7 v*)/51.
+    let st = &v["stationary"];
+    assert!(
+        st["mean_sq_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("0.21951219512195")
+    );
+    assert!(
+        st["expected_variance"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.17073170731707")
+    );
+    for row in rows {
+        for k in ["mean_sq_error", "expected_variance", "w2_sq_lower_bound"] {
+            let x: f64 = row[k].as_str().unwrap().parse().unwrap();
+            let lo: f64 = row["enclosures"][k]["lo"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let hi: f64 = row["enclosures"][k]["hi"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(lo <= x && x <= hi, "{k}: {lo} <= {x} <= {hi}");
+            assert_eq!(row["certified_digits"][k], 20);
+        }
+    }
+    // Past the exact-rational range: balls, still certified; accumulate-subsample is unbounded.
+    let v = json(&collapse(&[
+        "theory",
+        "gaussian",
+        "--samples",
+        "4",
+        "--generations",
+        "600",
+        "--strategy",
+        "accumulate-subsample",
+        "--digits",
+        "15",
+        "--json",
+    ]));
+    assert_eq!(v["exact_rationals"], false);
+    assert_eq!(v["bounded"], false);
+    assert_eq!(v["certified_digits_min"], 15);
+    assert!(v["stationary"].is_null());
+    // replace is the paper's theory, unchanged.
+    let plain = theory(&["--json"]);
+    let replace = theory(&["--strategy", "replace", "--json"]);
+    assert_eq!(plain.stdout, replace.stdout);
+    assert_eq!(json(&plain)["strategy"], "replace");
+    let text = theory(&["--strategy", "keep:0.2"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("stationary values"));
+    // Simulations: the same bytes for 1 and 2 threads, every strategy.
+    for strategy in ["accumulate", "accumulate-subsample", "mix:0.5", "keep:0.3"] {
+        let sim = |threads: &str| {
+            collapse(&[
+                "simulate",
+                "gaussian",
+                "--samples",
+                "6",
+                "--generations",
+                "4",
+                "--chains",
+                "600",
+                "--seed",
+                "3",
+                "--strategy",
+                strategy,
+                "--threads",
+                threads,
+                "--json",
+            ])
+        };
+        let (a, b) = (sim("1"), sim("2"));
+        assert_eq!(a.stdout, b.stdout, "{strategy}");
+        let v = json(&a);
+        assert_eq!(v["strategy"], strategy);
+        assert_eq!(v["rows"].as_array().unwrap().len(), 5);
+    }
+    // Bad strategies: one line on stderr, exit code 2, nothing written.
+    let dir = scratch_dir("strategy");
+    let out_file = dir.join("run.parquet");
+    let out = out_file.to_str().unwrap();
+    let mut cases: Vec<Vec<&str>> = Vec::new();
+    for bad in [
+        "mix:",
+        "keep:",
+        "keep:abc",
+        "mix:1.5",
+        "mix:NaN",
+        "mix:-0.5",
+        "keep:-1",
+        "mix:inf",
+        "keep:1e400",
+        "accumulate:1",
+        "replace:",
+        "bogus",
+        "mix",
+    ] {
+        cases.push(vec![
+            "theory",
+            "gaussian",
+            "--samples",
+            "10",
+            "--generations",
+            "5",
+            "--strategy",
+            bad,
+        ]);
+        cases.push(vec![
+            "simulate",
+            "gaussian",
+            "--samples",
+            "10",
+            "--generations",
+            "5",
+            "--chains",
+            "10",
+            "--seed",
+            "1",
+            "--out",
+            out,
+            "--strategy",
+            bad,
+        ]);
+    }
+    // keep:0.5 keeps 5 points but M_1 = 3; accumulate-subsample needs the exact method.
+    cases.push(vec![
+        "theory",
+        "gaussian",
+        "--schedule",
+        "list:10,3",
+        "--generations",
+        "3",
+        "--strategy",
+        "keep:0.5",
+    ]);
+    cases.push(vec![
+        "simulate",
+        "gaussian",
+        "--samples",
+        "10",
+        "--generations",
+        "5",
+        "--chains",
+        "10",
+        "--seed",
+        "1",
+        "--out",
+        out,
+        "--strategy",
+        "accumulate-subsample",
+        "--method",
+        "sufficient",
+    ]);
+    for args in cases {
+        let o = collapse(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: stderr {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("collapse: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        assert!(!out_file.exists(), "{args:?} left a file");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--truth`: the theory prints the shape-free moments and rho; the simulation starts from D0;
+/// bad truths get one line and exit code 2.
+#[test]
+fn truth_cli_contract_and_bad_input() {
+    let base = ["--samples", "10", "--generations", "4"];
+    let v = json(&collapse(
+        &[
+            &["theory", "gaussian", "--truth", "uniform", "--json"][..],
+            &base[..],
+        ]
+        .concat(),
+    ));
+    assert_eq!(v["truth"], "uniform");
+    assert_eq!(v["comonotone_correlation"]["closed_form"], true);
+    let rho = v["comonotone_correlation"]["rho"].as_f64().unwrap();
+    assert!((rho - (3.0 / std::f64::consts::PI).sqrt()).abs() < 1e-15);
+    assert_eq!(v["rows"][4]["mean_sq_error"], "0.4");
+    assert_eq!(v["rows"][4]["expected_variance"], "1");
+    let sim = json(&collapse(
+        &[
+            &["simulate", "gaussian", "--truth", "laplace", "--json"][..],
+            &["--chains", "500", "--seed", "3"][..],
+            &base[..],
+        ]
+        .concat(),
+    ));
+    assert_eq!(sim["truth"], "laplace");
+    assert_eq!(sim["rows"].as_array().unwrap().len(), 5);
+    for bad in [
+        "student:2",
+        "student:0.5",
+        "student:nan",
+        "student:inf",
+        "student:",
+        "student",
+        "cauchy",
+        "laplace:2",
+    ] {
+        for command in ["theory", "simulate"] {
+            let mut args = vec![command, "gaussian", "--truth", bad];
+            args.extend_from_slice(&base);
+            if command == "simulate" {
+                args.extend_from_slice(&["--chains", "10", "--seed", "1"]);
+            }
+            let out = collapse(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(out.stdout.is_empty());
+        }
+    }
+    let out = collapse(
+        &[
+            &[
+                "simulate",
+                "gaussian",
+                "--truth",
+                "laplace",
+                "--strategy",
+                "accumulate",
+            ][..],
+            &["--chains", "10", "--seed", "1"][..],
+            &base[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
 }

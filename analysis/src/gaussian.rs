@@ -8,6 +8,8 @@
 use crate::ball::Ball;
 use crate::schedule::{Schedule, ScheduleKind};
 use crate::special::{digamma, exact_arg, ln_gamma, trigamma};
+use crate::strategy::Strategy;
+use crate::truth::Truth;
 use crate::{SpecError, bits_for_digits};
 use rug::Float;
 use rug::ops::Pow;
@@ -55,6 +57,13 @@ pub struct GaussianSpec {
     pub estimator: Estimator,
     pub sigma: f64,
     pub generations: u64,
+    /// What each generation is fitted to (`replace` unless set by
+    /// [`GaussianSpec::with_strategy`]). The theory of this module is replace's; every strategy's
+    /// is `crate::strategy::strategy_theory` (proofs/strategies.md).
+    pub strategy: Strategy,
+    /// The true distribution D0 (`normal` unless set by [`GaussianSpec::with_truth`]): its
+    /// shape enters only through the first fit and W2 (`crate::truth`, proofs/truths.md).
+    pub truth: Truth,
 }
 
 /// Largest number of generations accepted (theory rows hold ~2 KB of balls each).
@@ -85,7 +94,40 @@ impl GaussianSpec {
             estimator,
             sigma,
             generations,
+            strategy: Strategy::Replace,
+            truth: Truth::Normal,
         })
+    }
+
+    /// The same spec with data strategy `strategy`, validated against the sizes (`keep:F` needs
+    /// M_i >= round(F M_0) for every i; proofs/strategies.md §1).
+    pub fn with_strategy(self, strategy: Strategy) -> Result<GaussianSpec, SpecError> {
+        strategy.validate(&self.sample_sizes())?;
+        if self.truth != Truth::Normal && strategy != Strategy::Replace {
+            return Err(SpecError::invalid(
+                "strategy",
+                format!(
+                    "only replace is supported with a non-normal truth (got {} with {})",
+                    strategy.label(),
+                    self.truth.label()
+                ),
+            ));
+        }
+        Ok(GaussianSpec { strategy, ..self })
+    }
+
+    /// The same process from a non-normal truth D0 with mean 0 and variance sigma^2.
+    pub fn with_truth(self, truth: Truth) -> Result<GaussianSpec, SpecError> {
+        if truth != Truth::Normal && self.strategy != Strategy::Replace {
+            return Err(SpecError::invalid(
+                "truth",
+                format!(
+                    "a non-normal truth is supported with the replace strategy only (got {})",
+                    self.strategy.label()
+                ),
+            ));
+        }
+        Ok(GaussianSpec { truth, ..self })
     }
 
     /// M_0 .. M_{N-1} (validated by `new`).
@@ -366,21 +408,13 @@ pub const MAX_PRECISION_BITS: u32 = 1 << 16;
 /// All generations with at least `digits` certified significant digits in every reported value
 /// where the precision cap allows it (check `min_certified_digits`).
 pub fn theory(spec: &GaussianSpec, digits: u32) -> Result<GaussianTheory, SpecError> {
-    if digits == 0 || digits > crate::MAX_DIGITS {
-        return Err(SpecError::invalid(
-            "digits",
-            format!("must be in 1..={}, got {digits}", crate::MAX_DIGITS),
-        ));
-    }
     let log_n = 64 - spec.generations.leading_zeros();
-    let mut prec = bits_for_digits(digits, 40 + 2 * log_n);
-    loop {
-        let t = theory_at_precision(spec, prec);
-        if t.min_certified_digits() >= digits || prec >= MAX_PRECISION_BITS {
-            return Ok(t);
-        }
-        prec = (prec * 2).min(MAX_PRECISION_BITS);
-    }
+    crate::refine_until_certified(
+        digits,
+        40 + 2 * log_n,
+        |prec| Ok(theory_at_precision(spec, prec)),
+        GaussianTheory::min_certified_digits,
+    )
 }
 
 /// E[sigma_n^{2r}] = sigma^{2r} prod_{i<n} (2/D_i)^r Gamma(k_i/2 + r) / Gamma(k_i/2), for real
@@ -446,7 +480,8 @@ pub struct W2Limit {
 /// lim_{n->inf} E[W2^2]. Unbiased: sigma^2 (S + 2 - 2 prod e_i) with S = sum 1/M_i and
 /// e_i = E[sigma_{i+1}/sigma_i]; MLE: 2 sigma^2 (1 - prod e_i). The first `terms` factors are
 /// exact; the tails use -ln e_i in [1/(4k) - 1/(5k^3), 1/(4k) + 4/(25k^3)] (+ ln(1+1/k)/2 for the
-/// MLE, in [1/(2k) - 1/(4k^2), 1/(2k)]) and 1/k_i in (1/y_i, 1/y_i + 2/y_i^2] (proofs/gaussian.md).
+/// MLE, in [1/(2k) - 1/(4k^2), 1/(2k)]) and 1/k_i in (1/y_i, 1/y_i + 2/y_i^2] (proofs/schedules.md,
+/// Lemma 7b and Section 4).
 pub fn w2_limit(
     schedule: &Schedule,
     estimator: Estimator,
@@ -664,7 +699,7 @@ fn digamma_exact_limit(prec: u32) -> u64 {
 /// E[X^(1/2)] = sqrt(2/D) Gamma(M/2)/Gamma(k/2) from the half-integer forms
 /// Gamma(j + 1/2)/Gamma(j) = j C(2j, j) sqrt(pi) / 4^j (k = 2j) and
 /// Gamma(j + 1)/Gamma(j + 1/2) = 4^j / (C(2j, j) sqrt(pi)) (k = 2j + 1): its square is an exact
-/// rational times pi^(+-1) (proofs/gaussian.md, Fact A and the duplication formula).
+/// rational times pi^(+-1) (proofs/gaussian.md, Section 5b).
 fn sqrt_mean_half_integer(prec: u32, k: u64, d: u64) -> Ball {
     use rug::{Integer, Rational};
     let j = k / 2;

@@ -199,8 +199,19 @@ impl Schedule {
         (0..n).map(|i| self.size(i)).collect()
     }
 
+    /// Whether every M_i equals M_0 (constant, power:0, geometric:1, a list of equal sizes).
+    pub fn is_constant(&self) -> bool {
+        match &self.kind {
+            ScheduleKind::Constant => true,
+            ScheduleKind::Power(p) => *p == 0.0,
+            ScheduleKind::Geometric(r) => *r == 1.0,
+            ScheduleKind::Linear => false,
+            ScheduleKind::List(v) => v.iter().all(|&m| m == v[0]),
+        }
+    }
+
     /// Whether sum_i 1/M_i converges (superlinear growth): the condition for a bounded E[W2^2]
-    /// with the unbiased estimator (proofs/gaussian.md, "Schedules and boundedness").
+    /// with the unbiased estimator (proofs/schedules.md, Sections 1 and 2).
     pub fn is_summable(&self) -> bool {
         match self.kind {
             ScheduleKind::Power(p) => p > 1.0,

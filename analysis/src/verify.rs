@@ -220,7 +220,7 @@ pub fn verify_markov(scale: &VerifyScale) -> Vec<Check> {
         },
     ));
     checks.push(run_check(
-        "markov.md §6",
+        "markov.md §7",
         "heterozygosity recursion: sum_l P(j, l) l (M - l) = (1 - 1/M) j (M - j)",
         range.clone(),
         chains.iter().map(|c| (c.samples(), c)),
@@ -320,7 +320,7 @@ fn verify_full_chains(scale: &VerifyScale) -> Vec<Check> {
         },
     ));
     checks.push(run_check(
-        "markov.md §6",
+        "markov.md §7",
         "heterozygosity recursion in the full chain: E[M^2 - sum c'^2 | c] = (1 - 1/M)(M^2 - sum c^2)",
         range.clone(),
         chains.iter().map(|(mk, c)| (*mk, c)),

@@ -176,6 +176,15 @@ impl ChiSquareConstants {
         }
     }
 
+    /// One chi-square variate alone: a normal candidate, Marsaglia & Tsang's loop and the boost,
+    /// the same steps as `sufficient_draw` after its z (`ln`/`exp` are `crate::vmath`'s, so the
+    /// bits do not depend on the C library). Used by the Bartlett factors of `crate::mvn`.
+    pub fn sample(&self, rng: &mut ChainRng) -> f64 {
+        let x = StandardNormal::new().sample(rng);
+        let g = self.gamma_from(rng, x);
+        2.0 * self.boosted(rng, g)
+    }
+
     #[inline]
     fn boosted(&self, rng: &mut ChainRng, g: f64) -> f64 {
         match self.boost {

@@ -9,6 +9,7 @@ pub mod gamma;
 pub mod gaussian;
 pub mod kernels;
 pub mod markov;
+pub mod mvn;
 pub mod normal;
 pub mod progress;
 pub mod rng;

@@ -39,6 +39,7 @@ pub struct ChainRng {
 pub mod stream {
     pub const GAUSSIAN: u32 = 1;
     pub const MARKOV: u32 = 2;
+    pub const MVN: u32 = 3;
     pub const TEST: u32 = 0xFFFF_FFFF;
 }
 

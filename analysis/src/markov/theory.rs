@@ -5,8 +5,7 @@ use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
     absorption_moments_from, diffusion_absorption_time, heterozygosity_curve, loss_probabilities,
 };
-use crate::gaussian::MAX_PRECISION_BITS;
-use crate::{Ball, SpecError, bits_for_digits};
+use crate::{Ball, SpecError};
 use rug::ops::Pow;
 use rug::{Integer, Rational};
 
@@ -357,20 +356,12 @@ impl MarkovTheory {
 /// some value has fewer certified digits, up to `MAX_PRECISION_BITS` (then check
 /// `min_certified_digits`).
 pub fn theory(spec: &MarkovSpec, digits: u32) -> Result<MarkovTheory, SpecError> {
-    if digits == 0 || digits > crate::MAX_DIGITS {
-        return Err(SpecError::invalid(
-            "digits",
-            format!("must be in 1..={}, got {digits}", crate::MAX_DIGITS),
-        ));
-    }
-    let mut prec = bits_for_digits(digits, 64);
-    loop {
-        let t = theory_at_precision(spec, prec)?;
-        if t.min_certified_digits() >= digits || prec >= MAX_PRECISION_BITS {
-            return Ok(t);
-        }
-        prec = (prec * 2).min(MAX_PRECISION_BITS);
-    }
+    crate::refine_until_certified(
+        digits,
+        64,
+        |prec| theory_at_precision(spec, prec),
+        MarkovTheory::min_certified_digits,
+    )
 }
 
 /// The theory at a working precision of `prec` bits (exact rationals where feasible).
@@ -571,6 +562,7 @@ impl ToBall for Ball {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bits_for_digits;
 
     #[test]
     fn decimals_parse_exactly() {

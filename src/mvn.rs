@@ -1,0 +1,195 @@
+//! `collapse theory mvn` and `collapse simulate mvn`: arguments and printing.
+
+use crate::markov::{bounds, warn_if_uncertified};
+use anyhow::{Result, bail};
+use clap::Args;
+use collapse_analysis::mvn::{MvnSpec, MvnTheory};
+use collapse_analysis::{Ball, Schedule};
+use serde_json::{Value, json};
+
+#[derive(Args)]
+pub struct MvnArgs {
+    /// Dimension d.
+    #[arg(long)]
+    pub dim: u64,
+    /// Sample size M (of generation 0; every M_i must exceed d).
+    #[arg(long)]
+    pub samples: Option<u64>,
+    /// constant | linear | power:P | geometric:R | list:a,b,...
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    /// Number of generations N.
+    #[arg(long)]
+    pub generations: u64,
+    /// The diagonal of Sigma as v1,v2,...,vd (default: the identity).
+    #[arg(long)]
+    pub cov: Option<String>,
+}
+
+impl MvnArgs {
+    pub fn spec(&self) -> Result<MvnSpec> {
+        let schedule = Schedule::parse(self.samples, &self.schedule)?;
+        let cov = match &self.cov {
+            None => None,
+            Some(text) => Some(parse_cov(text)?),
+        };
+        Ok(MvnSpec::new(self.dim, schedule, cov, self.generations)?)
+    }
+}
+
+fn parse_cov(text: &str) -> Result<Vec<f64>> {
+    text.split(',')
+        .map(|s| {
+            let s = s.trim();
+            match s.parse::<f64>() {
+                Ok(v) => Ok(v),
+                Err(_) => bail!("invalid cov: '{s}' is not a number in '{text}'"),
+            }
+        })
+        .collect()
+}
+
+/// The spec's fields, shared by the JSON of `theory` and `simulate`.
+pub fn spec_json(spec: &MvnSpec) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("process".into(), json!("mvn"));
+    map.insert("dim".into(), json!(spec.dim));
+    map.insert("samples".into(), json!(spec.schedule.base));
+    map.insert("schedule".into(), json!(spec.schedule.label()));
+    map.insert("cov".into(), json!(spec.cov_label()));
+    map.insert("generations".into(), json!(spec.generations));
+    map
+}
+
+pub fn print_theory(t: &MvnTheory, digits: u32, json: bool) -> Result<()> {
+    // No more digits than the radius certifies.
+    let shown = |b: &Ball| b.to_decimal(digits.min(b.certified_digits().max(1)));
+    let certified = t.min_certified_digits().min(digits);
+    let spec = &t.spec;
+    if json {
+        let rows: Vec<Value> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("n".into(), json!(r.n));
+                let mut accuracy = serde_json::Map::new();
+                let mut enclosures = serde_json::Map::new();
+                for (name, b) in r.named() {
+                    obj.insert(name.into(), json!(shown(b)));
+                    accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
+                    enclosures.insert(name.into(), bounds(b, digits));
+                }
+                obj.insert("certified_digits".into(), Value::Object(accuracy));
+                obj.insert("enclosures".into(), Value::Object(enclosures));
+                Value::Object(obj)
+            })
+            .collect();
+        let mut out = spec_json(spec);
+        out.insert("digits".into(), json!(digits));
+        out.insert("certified_digits_min".into(), json!(certified));
+        out.insert("precision_bits".into(), json!(t.precision_bits));
+        out.insert(
+            "det_collapses_almost_surely".into(),
+            json!(t.det_collapses_almost_surely),
+        );
+        out.insert(
+            "log_det_drift".into(),
+            json!(t.log_det_drift.as_ref().map(shown)),
+        );
+        out.insert(
+            "lyapunov_exponents".into(),
+            json!(
+                t.lyapunov_exponents
+                    .as_ref()
+                    .map(|v| v.iter().map(shown).collect::<Vec<_>>())
+            ),
+        );
+        out.insert("rows".into(), json!(rows));
+        outln!("{}", serde_json::to_string(&out)?);
+    } else {
+        outln!(
+            "mvn theory: d = {}, schedule {}, M = {}, Sigma = {}, N = {}; {} bits, every value certified to >= {} digits",
+            spec.dim,
+            spec.schedule.label(),
+            spec.schedule.base,
+            spec.cov_label(),
+            spec.generations,
+            t.precision_bits,
+            certified
+        );
+        outln!(
+            "n\tE||mu-mu0||^2\tE[tr Sigma]\tE[ln det Sigma]\tVar[ln det Sigma]\tW2^2 lower bound\tE[tr Sigma^2]\tE[(tr Sigma)^2]\tE||Sigma-Sigma0||_F^2"
+        );
+        for r in &t.rows {
+            let vals: Vec<String> = r.named().iter().map(|(_, b)| shown(b)).collect();
+            outln!("{}\t{}", r.n, vals.join("\t"));
+        }
+        if let Some(drift) = &t.log_det_drift {
+            outln!("drift of ln det Sigma per generation: {}", shown(drift));
+        }
+        if let Some(lyapunov) = &t.lyapunov_exponents {
+            let shown: Vec<String> = lyapunov.iter().map(shown).collect();
+            outln!(
+                "Lyapunov exponents of Sigma_n (largest first): {}",
+                shown.join(", ")
+            );
+        }
+        outln!(
+            "{}",
+            if t.det_collapses_almost_surely {
+                "det Sigma_n -> 0 almost surely (sum of 1/M_i diverges); E||mu_n - mu||^2 grows without bound"
+            } else {
+                "det Sigma_n converges to a positive limit almost surely (sum of 1/M_i converges); E||mu_n - mu||^2 stays bounded"
+            }
+        );
+    }
+    warn_if_uncertified(certified, digits, t.precision_bits);
+    Ok(())
+}
+
+pub fn print_simulation(run: &collapse_sim::mvn::MvnRun, json: bool) -> Result<()> {
+    if json {
+        let rows: Vec<Value> = run
+            .rows
+            .iter()
+            .map(|r| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("n".into(), json!(r.n));
+                for (name, s) in r.named() {
+                    obj.insert(name.into(), json!({"mean": s.mean, "stderr": s.stderr}));
+                }
+                obj.insert("w2_sq_quartiles".into(), json!(r.w2_sq_quartiles));
+                Value::Object(obj)
+            })
+            .collect();
+        let mut out = spec_json(&run.spec);
+        out.insert("chains".into(), json!(run.config.chains));
+        out.insert("seed".into(), json!(run.config.seed));
+        out.insert("method".into(), json!(run.config.method.name()));
+        out.insert("rows".into(), json!(rows));
+        outln!("{}", serde_json::to_string(&out)?);
+    } else {
+        outln!(
+            "n\tmean ||mu-mu0||^2\t(s.e.)\tmean tr Sigma\t(s.e.)\tmean ln det Sigma\t(s.e.)\tvar ln det Sigma\tmean W2^2\t(s.e.)\tmedian W2^2\tmean ln cond"
+        );
+        for r in &run.rows {
+            outln!(
+                "{}\t{:.6e}\t{:.2e}\t{:.6e}\t{:.2e}\t{:.6}\t{:.2e}\t{:.6}\t{:.6e}\t{:.2e}\t{:.6e}\t{:.4}",
+                r.n,
+                r.mean_sq_error.mean,
+                r.mean_sq_error.stderr,
+                r.trace.mean,
+                r.trace.stderr,
+                r.log_det.mean,
+                r.log_det.stderr,
+                r.log_det.variance,
+                r.w2_sq.mean,
+                r.w2_sq.stderr,
+                r.w2_sq_quartiles[1],
+                r.log_condition.mean
+            );
+        }
+    }
+    Ok(())
+}
