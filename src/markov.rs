@@ -101,11 +101,12 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
             "absorption".into(),
             json!({
                 "expected_time": t.absorption.expected_time.as_ref().map(shown),
-                "expected_time_diffusion": format!("{:.6e}", t.absorption.expected_time_diffusion),
+                "expected_time_diffusion": shown(&t.absorption.expected_time_diffusion_enclosure),
                 "var_time": t.absorption.var_time.as_ref().map(shown),
                 "enclosures": {
                     "expected_time": t.absorption.expected_time.as_ref().map(|b| bounds(b, digits)),
                     "var_time": t.absorption.var_time.as_ref().map(|b| bounds(b, digits)),
+                    "expected_time_diffusion": bounds(&t.absorption.expected_time_diffusion_enclosure, digits),
                 },
             }),
         );
@@ -141,15 +142,15 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
         let a = &t.absorption;
         match (&a.expected_time, &a.var_time) {
             (Some(mean), Some(var)) => outln!(
-                "absorption time: E[T] = {}, Var[T] = {}; diffusion approximation E[T] ~ {:.6}",
+                "absorption time: E[T] = {}, Var[T] = {}; diffusion approximation E[T] ~ {}",
                 shown(mean),
                 shown(var),
-                a.expected_time_diffusion
+                shown(&a.expected_time_diffusion_enclosure)
             ),
             _ => outln!(
-                "absorption time: no exact value (the full chain, lumped by symmetry, would exceed {} states); diffusion approximation E[T] ~ {:.6}",
+                "absorption time: no exact value (the full chain, lumped by symmetry, would exceed {} states); diffusion approximation E[T] ~ {}",
                 collapse_analysis::markov::full::MAX_FULL_STATES,
-                a.expected_time_diffusion
+                shown(&a.expected_time_diffusion_enclosure)
             ),
         }
     }

@@ -651,6 +651,29 @@ pub fn diffusion_absorption_time(m: u32, initial: &[f64]) -> f64 {
             .sum::<f64>()
 }
 
+/// [`diffusion_absorption_time`] as an enclosure of its formula: each term (1 - q) ln(1 - q) in
+/// ball arithmetic. A category with q = 1 exactly contributes the limit 0; one whose ball
+/// reaches 1 contributes [-1/e, 0], the range of x ln x on [0, 1].
+pub fn diffusion_absorption_time_enclosure(prec: u32, m: u32, initial: &[Ball]) -> Ball {
+    let one = Ball::exact(prec, 1);
+    let terms: Vec<Ball> = initial
+        .iter()
+        .map(|q| {
+            let rest = one.sub(q);
+            if rest.is_positive() {
+                rest.mul(&rest.ln())
+            } else if rest.rad().is_zero() {
+                Ball::exact(prec, 0) // q = 1 exactly: x ln x -> 0
+            } else {
+                // 0 <= 1 - q: x ln x lies in [-1/e, 0] for x in [0, 1].
+                let half_e = Ball::exact(prec, 1).exp().mul_f64(2.0).recip();
+                half_e.neg().widen(half_e.mid())
+            }
+        })
+        .collect();
+    Ball::sum(prec, &terms).mul(&Ball::exact(prec, -2 * i64::from(m)))
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -3,7 +3,8 @@
 use super::full::{FullChain, symmetric_size};
 use super::{
     AbsorptionTimes, ChainNumber, MAX_ENCLOSED_SAMPLES, MAX_EXACT_SAMPLES, TwoTypeChain,
-    absorption_moments_from, diffusion_absorption_time, heterozygosity_curve, loss_probabilities,
+    absorption_moments_from, diffusion_absorption_time, diffusion_absorption_time_enclosure,
+    heterozygosity_curve, loss_probabilities,
 };
 use crate::{Ball, SpecError};
 use rug::ops::Pow;
@@ -310,6 +311,9 @@ pub struct Absorption {
     /// E[T], where computed exactly (two-type chain or a small full chain).
     pub expected_time: Option<Ball>,
     pub expected_time_diffusion: f64,
+    /// The same approximation as an enclosure of its formula (not of E[T]: the formula is an
+    /// approximation, and its gap to the exact E[T] is reported where that is known).
+    pub expected_time_diffusion_enclosure: Ball,
     pub var_time: Option<Ball>,
 }
 
@@ -339,6 +343,9 @@ impl MarkovTheory {
             })
             .chain(self.absorption.expected_time.as_ref())
             .chain(self.absorption.var_time.as_ref())
+            .chain(std::iter::once(
+                &self.absorption.expected_time_diffusion_enclosure,
+            ))
     }
 
     /// The fewest certified significant digits among the reported values.
@@ -468,6 +475,11 @@ fn assemble<N: ChainNumber + ToBall>(
         })
         .collect::<Vec<_>>();
     let diffusion = diffusion_absorption_time(m, &p.iter().map(N::approx).collect::<Vec<_>>());
+    let diffusion_enclosure = diffusion_absorption_time_enclosure(
+        prec,
+        m,
+        &p.iter().map(|q| q.to_ball(prec)).collect::<Vec<_>>(),
+    );
     let mut theory = MarkovTheory {
         spec: spec.clone(),
         final_survival,
@@ -476,6 +488,7 @@ fn assemble<N: ChainNumber + ToBall>(
         absorption: Absorption {
             expected_time: None,
             expected_time_diffusion: diffusion,
+            expected_time_diffusion_enclosure: diffusion_enclosure,
             var_time: None,
         },
         precision_bits: prec,
@@ -638,8 +651,35 @@ mod tests {
     }
 
     #[test]
+    fn diffusion_approximation_is_enclosed() {
+        // Uniform over K: -2M K (1 - 1/K) ln(1 - 1/K) = 2M (K - 1) ln(K / (K - 1)), by MPFR at
+        // 512 bits; and at K = 2 Kimura's 2M ln 2.
+        for (m, k) in [(30u64, 2u32), (200, 3), (1000, 7)] {
+            let t = theory(
+                &MarkovSpec::new(m, k.into(), Initial::Uniform, 3).unwrap(),
+                30,
+            )
+            .unwrap();
+            let b = &t.absorption.expected_time_diffusion_enclosure;
+            assert!(b.certified_digits() >= 30);
+            let k_f = rug::Float::with_val(512, k);
+            let ratio = rug::Float::with_val(512, &k_f / (k_f.clone() - 1u32));
+            let exact = rug::Float::with_val(512, ratio.ln()) * (2 * m * u64::from(k - 1));
+            assert!(b.contains(&exact), "M={m} K={k}");
+            assert!((b.to_f64() / t.absorption.expected_time_diffusion - 1.0).abs() < 1e-12);
+        }
+        // A category with q = 1 contributes nothing.
+        let one = diffusion_absorption_time_enclosure(
+            128,
+            10,
+            &[Ball::exact(128, 1), Ball::exact(128, 0)],
+        );
+        assert!(one.contains(&rug::Float::new(128)));
+    }
+
+    #[test]
     fn theory_matches_the_reference_table() {
-        // THEORY-NOTES §2.7: K = 5, q = (.5, .25, .15, .07, .03), M = 30.
+        // Reference values (computed independently): K = 5, q = (.5, .25, .15, .07, .03), M = 30.
         let init = Initial::parse("probs:0.5,0.25,0.15,0.07,0.03").unwrap();
         let t = theory(&MarkovSpec::new(30, 5, init, 20).unwrap(), 25).unwrap();
         assert!(t.exact);
