@@ -105,6 +105,11 @@ pub fn print_theory(t: &MvnTheory, digits: u32, json: bool) -> Result<()> {
                     .map(|v| v.iter().map(shown).collect::<Vec<_>>())
             ),
         );
+        out.insert("bounded".into(), json!(t.mean_sq_error_limit.is_some()));
+        out.insert(
+            "limit_mean_sq_error".into(),
+            json!(t.mean_sq_error_limit.as_ref().map(shown)),
+        );
         out.insert("rows".into(), json!(rows));
         outln!("{}", serde_json::to_string(&out)?);
     } else {
@@ -133,6 +138,12 @@ pub fn print_theory(t: &MvnTheory, digits: u32, json: bool) -> Result<()> {
             outln!(
                 "Lyapunov exponents of Sigma_n (largest first): {}",
                 shown.join(", ")
+            );
+        }
+        if let Some(limit) = &t.mean_sq_error_limit {
+            outln!(
+                "limit of E||mu_n - mu||^2 (the W2^2 lower bound) as n -> infinity: {}",
+                shown(limit)
             );
         }
         outln!(

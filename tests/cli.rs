@@ -741,6 +741,19 @@ fn mvn_theory_json_contract_and_bad_input() {
         "--json",
     ]));
     assert_eq!(summable["det_collapses_almost_surely"], false);
+    assert_eq!(summable["bounded"], true);
+    // 2 zeta(1.5) / 5 = 1.0450 up to the ceiling of the sizes.
+    let limit: f64 = summable["limit_mean_sq_error"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (limit - 2.0 * 2.612_375_348_685_488 / 5.0).abs() < 0.01,
+        "{limit}"
+    );
+    assert_eq!(v["bounded"], false);
+    assert!(v["limit_mean_sq_error"].is_null());
     assert!(summable["lyapunov_exponents"].is_null());
 
     for bad in [

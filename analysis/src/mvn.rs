@@ -165,6 +165,10 @@ pub struct MvnTheory {
     pub lyapunov_exponents: Option<Vec<Ball>>,
     /// det Sigma_n -> 0 almost surely: true exactly when sum_i 1/M_i diverges.
     pub det_collapses_almost_surely: bool,
+    /// lim E||mu_n - mu||^2 = tr(Sigma) sum_i 1/M_i when the sum converges (an enclosure: the
+    /// first terms exact, the tail bounded as in proofs/schedules.md; it may certify fewer
+    /// digits than the rows and is not part of `min_certified_digits`).
+    pub mean_sq_error_limit: Option<Ball>,
 }
 
 impl MvnTheory {
@@ -283,6 +287,16 @@ pub fn theory_at_precision(spec: &MvnSpec, prec: u32) -> MvnTheory {
         log_det_drift,
         lyapunov_exponents,
         det_collapses_almost_surely: !spec.schedule.is_summable(),
+        mean_sq_error_limit: crate::gaussian::w2_limit(
+            &spec.schedule,
+            crate::gaussian::Estimator::Unbiased,
+            1.0,
+            4096,
+            p,
+        )
+        .ok()
+        .and_then(|limit| limit.sum_inverse_sizes)
+        .map(|sum| sum.mul(&trace)),
     }
 }
 

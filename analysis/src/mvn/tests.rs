@@ -169,6 +169,24 @@ fn collapse_of_the_determinant_follows_the_sum_of_inverse_sizes() {
 }
 
 #[test]
+fn mean_error_limit_exists_iff_the_sum_converges() {
+    let cov = Some(vec![2.0, 0.5]);
+    let t = theory_at_precision(&spec(2, "power:2", 10, cov.clone(), 300), 128);
+    let limit = t.mean_sq_error_limit.as_ref().unwrap();
+    // tr(Sigma) zeta(2) / 10 up to the ceiling of the sizes: above every partial sum, and
+    // within the tail sum_{i >= 300} 1/(10 (i+1)^2) < 1/3000 of the last, times tr = 2.5.
+    let last = t.rows[300].mean_sq_error.to_f64();
+    assert!(limit.lower() > t.rows[300].mean_sq_error.upper());
+    assert!(limit.to_f64() - last < 2.5 / 3000.0);
+    let zeta2 = std::f64::consts::PI.powi(2) / 6.0;
+    assert!((limit.to_f64() - 2.5 * zeta2 / 10.0).abs() < 1e-2);
+    for schedule in ["constant", "linear", "power:1"] {
+        let t = theory_at_precision(&spec(2, schedule, 10, cov.clone(), 3), 128);
+        assert!(t.mean_sq_error_limit.is_none(), "{schedule}");
+    }
+}
+
+#[test]
 fn requested_digits_are_certified() {
     let s = spec(10, "constant", 50, None, 2000);
     for digits in [15u32, 60] {
