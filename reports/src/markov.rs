@@ -96,7 +96,9 @@ pub fn compare(experiment: &str, th: &MarkovTheory, run: &MarkovRun) -> Vec<Comp
     let chains = run.config.chains;
     let spec = &run.spec;
     let row = |quantity: String, n: u64, theory: f64, empirical: f64, stderr: f64| {
-        let z = (stderr > 0.0 && stderr.is_finite()).then(|| (empirical - theory) / stderr);
+        let feasible = mc_feasible(&quantity, theory, chains, u64::from(spec.categories));
+        let z =
+            (feasible && stderr > 0.0 && stderr.is_finite()).then(|| (empirical - theory) / stderr);
         ComparisonRow {
             experiment: experiment.to_string(),
             quantity,
@@ -105,7 +107,7 @@ pub fn compare(experiment: &str, th: &MarkovTheory, run: &MarkovRun) -> Vec<Comp
             empirical,
             stderr,
             z,
-            mc_feasible: true,
+            mc_feasible: feasible,
             method: run.config.method.name().to_string(),
             estimator: "-".to_string(),
             schedule: spec.initial.label(),
@@ -175,6 +177,33 @@ pub fn compare(experiment: &str, th: &MarkovTheory, run: &MarkovRun) -> Vec<Comp
         ));
     }
     rows
+}
+
+/// Chains expected to carry a value before its mean over chains (and its standard error) is
+/// trusted: with fewer, the empirical s.e. is itself unreliable (late heterozygosity lives in the
+/// few chains not yet absorbed) and z is not reported.
+const MIN_CARRYING_CHAINS: f64 = 100.0;
+/// Expected events before a proportion's normal approximation is used for z.
+const MIN_PROPORTION_EVENTS: f64 = 10.0;
+
+/// Whether a mean over `chains` chains can be compared by z. Heterozygosity H lies in
+/// [0, 1 - 1/K] and S - 1 (surviving categories beyond one) in [0, K - 1], so at least
+/// R E[Y] / sup Y chains are expected to have Y > 0 (P(Y > 0) >= E[Y] / sup Y); proportions p
+/// need R min(p, 1 - p) expected events (or a certain p).
+fn mc_feasible(quantity: &str, theory: f64, chains: u64, categories: u64) -> bool {
+    let r = chains as f64;
+    let k = categories as f64;
+    match quantity {
+        "heterozygosity" => theory == 0.0 || r * theory / (1.0 - 1.0 / k) >= MIN_CARRYING_CHAINS,
+        "surviving" => theory <= 1.0 || r * (theory - 1.0) / (k - 1.0) >= MIN_CARRYING_CHAINS,
+        "absorbed" => {
+            theory <= 0.0 || theory >= 1.0 || r * theory.min(1.0 - theory) >= MIN_PROPORTION_EVENTS
+        }
+        q if q.starts_with("survival_rank_") => {
+            theory <= 0.0 || theory >= 1.0 || r * theory.min(1.0 - theory) >= MIN_PROPORTION_EVENTS
+        }
+        _ => true,
+    }
 }
 
 fn series<'a>(rows: &'a [ComparisonRow], quantity: &str) -> Vec<&'a ComparisonRow> {
@@ -355,6 +384,21 @@ pub fn experiments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rare_event_means_are_not_compared_by_z() {
+        // Late heterozygosity carried by about one chain in 20000: not compared.
+        assert!(!mc_feasible("heterozygosity", 8e-5, 20_000, 2));
+        assert!(mc_feasible("heterozygosity", 0.1, 20_000, 2));
+        assert!(mc_feasible("heterozygosity", 0.0, 20_000, 2));
+        assert!(!mc_feasible("surviving", 1.00005, 20_000, 2));
+        assert!(mc_feasible("surviving", 1.5, 20_000, 2));
+        assert!(!mc_feasible("absorbed", 1.9e-6, 20_000, 2));
+        assert!(mc_feasible("absorbed", 0.03, 20_000, 2));
+        assert!(mc_feasible("absorbed", 1.0, 20_000, 2));
+        assert!(!mc_feasible("survival_rank_3", 1e-5, 20_000, 40));
+        assert!(mc_feasible("absorption_time", 26.0, 20_000, 2));
+    }
 
     #[test]
     fn small_experiment_agrees_and_has_every_quantity() {
