@@ -295,7 +295,15 @@ fn smoke_report_is_complete() {
     assert!(html.contains("<svg") && html.contains("worst |z|"));
     let md = std::fs::read_to_string(dir.join("index.md")).unwrap();
     assert!(md.contains("scale `smoke`"));
-    for section in ["gaussian", "markov"] {
+    for section in ["gaussian", "markov", "mvn", "schedules", "strategies"] {
+        let parquet = dir.join(format!("{section}/comparison.parquet"));
+        assert!(
+            std::fs::metadata(&parquet)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false),
+            "{}",
+            parquet.display()
+        );
         let csv = std::fs::read_to_string(dir.join(format!("{section}/comparison.csv"))).unwrap();
         assert!(
             csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible"),
@@ -315,6 +323,38 @@ fn smoke_report_is_complete() {
         );
     }
     assert!(md.contains("markov-zipf1.1"));
+    // The mvn, schedules and strategies sections: headings, the phase diagram's table, and the
+    // figures named in the issue.
+    for heading in [
+        "Multivariate Gaussian (mvn)",
+        "Sample-size schedules",
+        "Data strategies",
+    ] {
+        assert!(html.contains(heading) && md.contains(heading), "{heading}");
+    }
+    assert!(
+        std::fs::metadata(dir.join("schedules/phase.parquet"))
+            .unwrap()
+            .len()
+            > 0
+    );
+    let phase = std::fs::read_to_string(dir.join("schedules/phase.csv")).unwrap();
+    assert_eq!(phase.lines().count(), 1 + 9, "P = 0, 0.25, ..., 2");
+    for (section, stem) in [
+        ("mvn", "mvn-d3-sufficient-constant-m20-log_det"),
+        ("mvn", "mvn-d3-sufficient-constant-m20-eigenvalues"),
+        ("mvn", "mvn-d3-sufficient-constant-m20-mean_sq_error"),
+        ("mvn", "mvn-d10-sufficient-constant-m100-eigenvalues"),
+        ("schedules", "schedules-phase-w2_sq"),
+        ("strategies", "strategies-mean_sq_error"),
+        ("strategies", "strategies-variance"),
+        ("strategies", "strategies-w2_sq"),
+    ] {
+        for ext in ["svg", "png"] {
+            let f = dir.join(format!("{section}/{stem}.{ext}"));
+            assert!(f.exists(), "{}", f.display());
+        }
+    }
     // Every compared pair of the smoke report agrees within 5 standard errors.
     let stdout = String::from_utf8_lossy(&o.stdout);
     let worst: f64 = stdout
@@ -327,13 +367,17 @@ fn smoke_report_is_complete() {
         .parse()
         .unwrap();
     assert!(worst < 5.0, "{stdout}");
-    assert!(
-        !std::fs::read_dir(dir.join("gaussian")).unwrap().any(|e| e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .starts_with('.'))
-    );
+    // No temporary files left behind in any section.
+    for section in ["gaussian", "markov", "mvn", "schedules", "strategies"] {
+        assert!(
+            !std::fs::read_dir(dir.join(section)).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')),
+            "{section}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

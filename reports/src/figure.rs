@@ -27,6 +27,9 @@ pub enum CurveKind {
     Theory,
     /// A bound: dashed line.
     Bound,
+    /// Exact theory drawn solid in the colour of the figure's `i`-th empirical curve (0-based),
+    /// pairing a theory line with its simulation when one figure compares several processes.
+    TheoryFor(usize),
     /// Simulation: mean line with a shaded +-2 standard error band; points where
     /// `feasible[i]` is false are drawn as hollow grey circles and excluded from the
     /// line (a mean the ensemble cannot estimate).
@@ -194,6 +197,9 @@ impl Plan {
                         BOUND_COLOURS[(n_bound - 1) % BOUND_COLOURS.len()],
                         Style::Dashed,
                     )
+                }
+                CurveKind::TheoryFor(i) => {
+                    (EMPIRICAL_COLOURS[i % EMPIRICAL_COLOURS.len()], Style::Solid)
                 }
                 CurveKind::Empirical { .. } => {
                     n_emp += 1;
@@ -583,6 +589,23 @@ mod tests {
         );
         // NaN at 3, non-positive at 5, infeasible from 10 split the line in three.
         assert_eq!(emp.runs.len(), 3);
+    }
+
+    #[test]
+    fn paired_theory_takes_its_simulation_colour() {
+        let mut fig = sample(false);
+        for i in 0..2 {
+            fig.curves.push(Curve {
+                label: format!("theory {i}"),
+                x: vec![0.0, 1.0],
+                y: vec![1.0, 0.5],
+                kind: CurveKind::TheoryFor(i),
+            });
+        }
+        let plan = Plan::new(&fig);
+        assert!(plan.curves[3].colour == plan.curves[2].colour);
+        assert!(plan.curves[4].colour == EMPIRICAL_COLOURS[1]);
+        assert!(plan.curves[3].style == Style::Solid && plan.curves[3].runs.len() == 1);
     }
 
     #[test]

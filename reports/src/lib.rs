@@ -5,7 +5,11 @@
 pub mod figure;
 pub mod gaussian;
 pub mod markov;
+pub mod mvn;
 pub mod report;
+pub mod schedules;
+pub mod section;
+pub mod strategies;
 pub mod table;
 
 pub use report::{Scale, run_report};

@@ -3,9 +3,10 @@
 //! and the worst |z| of every theory/simulation pair.
 
 use crate::ReportError;
-use crate::figure::{Curve, CurveKind, Figure, render};
+use crate::figure::{Curve, CurveKind, Figure};
 use crate::gaussian::{Experiment, Outcome, figures, run_experiment};
 use crate::markov::MarkovOutcome;
+use crate::section::{Section, render_figures as render_all};
 use crate::table::{
     ComparisonRow, comparison_frame, fmt_sig, html_escape, html_table, markdown_table,
     write_atomic, write_frame,
@@ -108,10 +109,12 @@ pub struct ReportSummary {
     pub comparisons: usize,
     pub worst_z: f64,
     pub seconds: f64,
+    /// Per section: (folder, experiments, compared pairs, worst |z|).
+    pub sections: Vec<(String, usize, usize, f64)>,
 }
 
 /// Generations shown in the report's tables: 0, 1, 2, 5, 10, 20, 50, ... and N.
-fn table_generations(n: u64) -> Vec<u64> {
+pub(crate) fn table_generations(n: u64) -> Vec<u64> {
     let mut g = vec![0];
     let mut decade = 1;
     while decade <= n {
@@ -186,23 +189,46 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         )],
     )?;
 
-    let worst_z = outcomes
+    // The d-dimensional Gaussian, the schedules' phase diagram and the data strategies.
+    let sections: Vec<Section> = vec![
+        crate::mvn::section(scale, out_dir, seed)?,
+        crate::schedules::section(scale, out_dir, seed)?,
+        crate::strategies::section(scale, out_dir, seed)?,
+    ];
+
+    let gaussian_worst = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);
+    let markov_worst = markov_outcomes
         .iter()
-        .map(Outcome::worst_z)
-        .chain(markov_outcomes.iter().map(MarkovOutcome::worst_z))
+        .map(MarkovOutcome::worst_z)
         .fold(0.0, f64::max);
-    let comparisons = all_rows
-        .iter()
-        .chain(&markov_rows)
-        .filter(|r| r.z.is_some())
-        .count();
+    let count = |rows: &[ComparisonRow]| rows.iter().filter(|r| r.z.is_some()).count();
+    let mut per_section = vec![
+        (
+            "gaussian".to_string(),
+            outcomes.len(),
+            count(&all_rows),
+            gaussian_worst,
+        ),
+        (
+            "markov".to_string(),
+            markov_outcomes.len(),
+            count(&markov_rows),
+            markov_worst,
+        ),
+    ];
+    per_section.extend(
+        sections
+            .iter()
+            .map(|s| (s.dir.clone(), s.experiments, s.comparisons, s.worst_z)),
+    );
     let seconds = start.elapsed().as_secs_f64();
     let summary = ReportSummary {
         out_dir: out_dir.to_path_buf(),
-        experiments: outcomes.len() + markov_outcomes.len(),
-        comparisons,
-        worst_z,
+        experiments: per_section.iter().map(|s| s.1).sum(),
+        comparisons: per_section.iter().map(|s| s.2).sum(),
+        worst_z: per_section.iter().map(|s| s.3).fold(0.0, f64::max),
         seconds,
+        sections: per_section,
     };
     let page = Page {
         scale,
@@ -213,6 +239,7 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         markov: &markov_outcomes,
         markov_figs: &markov_figs,
         absorption_stem: &absorption_stem,
+        sections: &sections,
         summary: &summary,
     };
     write_text(&out_dir.join("index.md"), &page.markdown())?;
@@ -220,7 +247,7 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
     Ok(summary)
 }
 
-fn create_dir(dir: &Path) -> Result<(), ReportError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.display().to_string(),
         source,
@@ -235,24 +262,6 @@ fn write_comparison(dir: &Path, rows: &[ComparisonRow]) -> Result<(), ReportErro
         &dir.join("comparison.parquet"),
         &dir.join("comparison.csv"),
     )
-}
-
-/// Renders each (stem, figure) to `dir/stem.svg` and `dir/stem.png`; returns (stem, title).
-fn render_all(
-    dir: &Path,
-    figures: Vec<(String, Figure)>,
-) -> Result<Vec<(String, String)>, ReportError> {
-    figures
-        .into_iter()
-        .map(|(stem, fig)| {
-            render(
-                &fig,
-                &dir.join(format!("{stem}.svg")),
-                &dir.join(format!("{stem}.png")),
-            )?;
-            Ok((stem, fig.title))
-        })
-        .collect()
 }
 
 fn schedule_figure(outcomes: &[Outcome]) -> Figure {
@@ -301,6 +310,18 @@ fn summary_line(scale: Scale, seed: u64, summary: &ReportSummary) -> String {
         summary.worst_z,
         summary.seconds
     )
+}
+
+/// Per section: experiments, compared pairs and worst |z|.
+fn sections_line(summary: &ReportSummary) -> String {
+    let parts: Vec<String> = summary
+        .sections
+        .iter()
+        .map(|(name, e, c, w)| {
+            format!("{name}: {e} experiments, {c} compared pairs, worst |z| = {w:.2}")
+        })
+        .collect();
+    format!("By section — {}.", parts.join("; "))
 }
 
 /// Writes a text file atomically.
@@ -472,6 +493,8 @@ struct Page<'a> {
     /// Per markov outcome: (file stem, title) of each figure.
     markov_figs: &'a [Vec<(String, String)>],
     absorption_stem: &'a str,
+    /// The sections in generic form (mvn, schedules, strategies).
+    sections: &'a [Section],
     summary: &'a ReportSummary,
 }
 
@@ -480,6 +503,7 @@ impl Page<'_> {
         let mut s = String::new();
         let _ = writeln!(s, "# collapse report\n");
         let _ = writeln!(s, "{}\n", summary_line(self.scale, self.seed, self.summary));
+        let _ = writeln!(s, "{}\n", sections_line(self.summary));
         let _ = writeln!(
             s,
             "Tables: `gaussian/comparison.parquet` and `gaussian/comparison.csv` (long form: experiment, quantity, generation, theory, empirical, stderr, z, mc_feasible, parameters).\n"
@@ -513,6 +537,9 @@ impl Page<'_> {
                 let _ = writeln!(s, "![{title}](markov/{stem}.png)\n");
             }
         }
+        for section in self.sections {
+            s.push_str(&section.markdown());
+        }
         s
     }
 
@@ -540,6 +567,7 @@ impl Page<'_> {
             "<p>{}</p>",
             html_escape(&summary_line(self.scale, self.seed, self.summary))
         );
+        let _ = writeln!(s, "<p>{}</p>", html_escape(&sections_line(self.summary)));
         let _ = writeln!(
             s,
             "<p>Tables: <code>gaussian/comparison.parquet</code>, <code>gaussian/comparison.csv</code>.</p>"
@@ -587,6 +615,9 @@ impl Page<'_> {
             for (stem, _) in files {
                 let _ = writeln!(s, "<figure>{}</figure>", svg_in(&markov_dir, stem)?);
             }
+        }
+        for section in self.sections {
+            s.push_str(&section.html(out_dir)?);
         }
         s.push_str("</body></html>\n");
         Ok(s)
