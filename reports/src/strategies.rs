@@ -11,7 +11,7 @@ use crate::table::{ComparisonRow, comparison_frame, fmt_sig, write_frame};
 use collapse_analysis::gaussian::{Feasibility, GaussianTheory, theory_at_precision};
 use collapse_analysis::strategy::{StrategyTheory, strategy_theory_at_precision};
 use collapse_analysis::{Estimator, GaussianSpec, Schedule, Strategy};
-use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
+use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, MAX_TRACE, Method, simulate};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -58,6 +58,15 @@ pub fn method_for(strategy: Strategy) -> Method {
     }
 }
 
+/// `accumulate-subsample` runs chain by chain and keeps every chain's state per generation:
+/// its ensemble is capped at `MAX_TRACE / (N + 1)` chains (about 20000 at N = 1000).
+pub fn chains_for(strategy: Strategy, chains: u64, generations: u64) -> u64 {
+    match strategy {
+        Strategy::AccumulateSubsample => chains.min(MAX_TRACE / (generations + 1)),
+        _ => chains,
+    }
+}
+
 pub fn run_strategy(
     label: &str,
     samples: u64,
@@ -77,6 +86,7 @@ pub fn run_strategy(
     let theory = strategy_theory_at_precision(&spec, PRECISION);
     let replace_theory =
         (strategy == Strategy::Replace).then(|| theory_at_precision(&spec, PRECISION));
+    let chains = chains_for(strategy, chains, generations);
     let mut config = EnsembleConfig::new(chains, seed, method_for(strategy));
     config.progress = true;
     let run = simulate(&spec, &config)?;
@@ -296,7 +306,7 @@ pub fn figures(outcomes: &[StrategyOutcome], m: u64, chains: u64) -> Vec<(String
         (
             format!("strategies-{stem}"),
             Figure {
-                title: format!("{what} by data strategy: M={m}, {chains} chains"),
+                title: format!("{what} by data strategy: M={m}, up to {chains} chains"),
                 x_label: "generation n".into(),
                 y_label: y.into(),
                 log_y: true,
@@ -486,8 +496,15 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
     )?;
     let figures = render_figures(&dir, figures(&outcomes, m, r))?;
     let (comparisons, worst_z) = z_stats(&all);
-    let mut text =
-        format!("M = {m}, N = {n}, R = {r} chains per strategy, seed {seed}. Per strategy: ");
+    let subsample = chains_for(Strategy::AccumulateSubsample, r, n);
+    let mut text = format!(
+        "M = {m}, N = {n}, R = {r} chains per strategy{}, seed {seed}. Per strategy: ",
+        if subsample < r {
+            format!(" ({subsample} for accumulate-subsample, which keeps every chain's trace)")
+        } else {
+            String::new()
+        }
+    );
     let parts: Vec<String> = outcomes
         .iter()
         .map(|o| {
