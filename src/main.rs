@@ -297,6 +297,13 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             let spec = process.spec()?;
+            if spec.strategy != collapse_analysis::Strategy::Replace {
+                if digits == 0 || digits > MAX_DIGITS {
+                    bail!("invalid digits: must be in 1..={MAX_DIGITS}, got {digits}");
+                }
+                let t = collapse_analysis::mvn::strategy_theory(&spec, digits)?;
+                return mvn::print_strategy_theory(&t, digits, json);
+            }
             let t = collapse_analysis::mvn::theory(&spec, digits)?;
             mvn::print_theory(&t, digits, json)
         }

@@ -3,7 +3,7 @@
 use crate::markov::{bounds, warn_if_uncertified};
 use anyhow::{Result, bail};
 use clap::Args;
-use collapse_analysis::mvn::{MvnSpec, MvnTheory};
+use collapse_analysis::mvn::{MvnSpec, MvnStrategyTheory, MvnTheory};
 use collapse_analysis::{Ball, Schedule};
 use serde_json::{Value, json};
 
@@ -24,6 +24,9 @@ pub struct MvnArgs {
     /// The diagonal of Sigma as v1,v2,...,vd (default: the identity).
     #[arg(long)]
     pub cov: Option<String>,
+    /// replace | accumulate | accumulate-subsample | mix:F | keep:F (proofs/strategies.md).
+    #[arg(long, default_value = "replace")]
+    pub strategy: String,
 }
 
 impl MvnArgs {
@@ -33,7 +36,8 @@ impl MvnArgs {
             None => None,
             Some(text) => Some(parse_cov(text)?),
         };
-        Ok(MvnSpec::new(self.dim, schedule, cov, self.generations)?)
+        let strategy = collapse_analysis::Strategy::parse(&self.strategy)?;
+        Ok(MvnSpec::new(self.dim, schedule, cov, self.generations)?.with_strategy(strategy)?)
     }
 }
 
@@ -58,6 +62,7 @@ pub fn spec_json(spec: &MvnSpec) -> serde_json::Map<String, Value> {
     map.insert("schedule".into(), json!(spec.schedule.label()));
     map.insert("cov".into(), json!(spec.cov_label()));
     map.insert("generations".into(), json!(spec.generations));
+    map.insert("strategy".into(), json!(spec.strategy.label()));
     map
 }
 
@@ -156,6 +161,82 @@ pub fn print_theory(t: &MvnTheory, digits: u32, json: bool) -> Result<()> {
         );
     }
     warn_if_uncertified(certified, digits, t.precision_bits);
+    Ok(())
+}
+
+/// `theory mvn --strategy S` for S other than replace: E||mu_n - mu||^2, E[tr Sigma_n] and the
+/// lower bound of E[W2^2] from the projection lemma (proofs/strategies.md §10).
+pub fn print_strategy_theory(t: &MvnStrategyTheory, digits: u32, json: bool) -> Result<()> {
+    let shown = |b: &Ball| b.to_decimal(digits.min(b.certified_digits().max(1)));
+    let certified = t.min_certified_digits().min(digits);
+    let spec = &t.spec;
+    if json {
+        let rows: Vec<Value> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let mut obj = serde_json::Map::new();
+                obj.insert("n".into(), json!(r.n));
+                let mut enclosures = serde_json::Map::new();
+                for (name, b) in r.named() {
+                    obj.insert(name.into(), json!(shown(b)));
+                    enclosures.insert(name.into(), bounds(b, digits));
+                }
+                // No closed form is known for these under this strategy.
+                for name in ["expected_log_det", "var_log_det"] {
+                    obj.insert(name.into(), Value::Null);
+                }
+                obj.insert("enclosures".into(), Value::Object(enclosures));
+                Value::Object(obj)
+            })
+            .collect();
+        let mut out = spec_json(spec);
+        out.insert("digits".into(), json!(digits));
+        out.insert("certified_digits_min".into(), json!(certified));
+        out.insert("precision_bits".into(), json!(t.scalar.precision_bits));
+        out.insert("bounded".into(), json!(t.scalar.bounded));
+        out.insert(
+            "stationary".into(),
+            json!(t.stationary.as_ref().map(|(e, v)| json!({
+                "mean_sq_error": shown(e),
+                "expected_trace": shown(v),
+            }))),
+        );
+        out.insert("rows".into(), json!(rows));
+        outln!("{}", serde_json::to_string(&out)?);
+    } else {
+        outln!(
+            "mvn theory, strategy {}: d = {}, schedule {}, M = {}, Sigma = {}, N = {}; every value certified to >= {} digits (no closed form is known for ln det Sigma_n under this strategy)",
+            spec.strategy.label(),
+            spec.dim,
+            spec.schedule.label(),
+            spec.schedule.base,
+            spec.cov_label(),
+            spec.generations,
+            certified
+        );
+        outln!("n\tE||mu-mu0||^2\tE[tr Sigma]\tW2^2 lower bound");
+        for r in &t.rows {
+            let vals: Vec<String> = r.named().iter().map(|(_, b)| shown(b)).collect();
+            outln!("{}\t{}", r.n, vals.join("\t"));
+        }
+        if let Some((e, v)) = &t.stationary {
+            outln!(
+                "stationary values (n -> infinity): E||mu-mu0||^2 = {}, E[tr Sigma] = {}",
+                shown(e),
+                shown(v)
+            );
+        }
+        outln!(
+            "E[W2^2] as n -> infinity: {}",
+            match t.scalar.bounded {
+                Some(true) => "bounded",
+                Some(false) => "unbounded",
+                None => "not determined for this schedule",
+            }
+        );
+    }
+    warn_if_uncertified(certified, digits, t.scalar.precision_bits);
     Ok(())
 }
 

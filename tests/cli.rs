@@ -1142,3 +1142,94 @@ fn truth_cli_contract_and_bad_input() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--strategy` on `theory mvn` and `simulate mvn` (proofs/strategies.md §10): the theory is the
+/// projected one-dimensional theory times tr Sigma, the simulation is independent of the thread
+/// count, and bad strategies get one line and exit code 2.
+#[test]
+fn mvn_strategy_cli_contract_and_bad_input() {
+    let base = ["--dim", "3", "--samples", "10", "--generations", "5"];
+    let args = |head: &[&'static str], extra: &[&'static str]| -> Vec<&'static str> {
+        [head, &base[..], extra].concat()
+    };
+    let t = json(&collapse(&args(
+        &["theory", "mvn"],
+        &["--strategy", "mix:0.3", "--cov", "2,0.5,1", "--json"],
+    )));
+    let scalar = json(&collapse(&[
+        "theory",
+        "gaussian",
+        "--samples",
+        "10",
+        "--generations",
+        "5",
+        "--strategy",
+        "mix:0.3",
+        "--json",
+    ]));
+    assert_eq!(t["strategy"], "mix:0.3");
+    assert_eq!(t["bounded"], true);
+    let number = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    for (row, one) in t["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(scalar["rows"].as_array().unwrap())
+    {
+        let (e, v) = (
+            number(&row["mean_sq_error"]),
+            number(&row["expected_trace"]),
+        );
+        let (e1, v1) = (
+            number(&one["mean_sq_error"]),
+            number(&one["expected_variance"]),
+        );
+        assert!(
+            (e - 3.5 * e1).abs() <= 1e-12 * e.max(1.0),
+            "{e} vs 3.5 x {e1}"
+        );
+        assert!((v - 3.5 * v1).abs() <= 1e-12 * v, "{v} vs 3.5 x {v1}");
+        assert!(row["expected_log_det"].is_null());
+    }
+    for strategy in ["accumulate", "keep:0.2"] {
+        let sim = |threads: &'static str| {
+            collapse(&args(
+                &["simulate", "mvn"],
+                &[
+                    "--strategy",
+                    strategy,
+                    "--chains",
+                    "300",
+                    "--seed",
+                    "4",
+                    "--threads",
+                    threads,
+                    "--method",
+                    "sufficient",
+                    "--json",
+                ],
+            ))
+        };
+        let (one, two) = (sim("1"), sim("2"));
+        let value = json(&one);
+        assert_eq!(value["strategy"], strategy);
+        assert_eq!(value["rows"].as_array().unwrap().len(), 6);
+        assert_eq!(one.stdout, two.stdout, "{strategy}");
+    }
+    for bad in [
+        "mix:1.5",
+        "keep:nan",
+        "keep:-0.1",
+        "nope",
+        "accumulate-subsample",
+    ] {
+        let out = collapse(&args(
+            &["simulate", "mvn"],
+            &["--strategy", bad, "--chains", "10", "--seed", "1"],
+        ));
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
+        assert!(out.stdout.is_empty(), "{bad}");
+    }
+}

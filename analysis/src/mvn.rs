@@ -10,8 +10,10 @@
 //! - a_n = E tr(Sigma_n^2), b_n = E (tr Sigma_n)^2 follow a linear recursion (Wishart moments).
 
 use crate::ball::Ball;
+use crate::gaussian::{Estimator, GaussianSpec};
 use crate::schedule::Schedule;
 use crate::special::{digamma, exact_arg, trigamma};
+use crate::strategy::{Strategy, StrategyTheory};
 use crate::{SpecError, refine_until_certified};
 use rug::Rational;
 use std::collections::HashMap;
@@ -28,6 +30,9 @@ pub struct MvnSpec {
     /// The diagonal of Sigma (all finite and > 0).
     pub cov_diag: Vec<f64>,
     pub generations: u64,
+    /// What each generation is fitted to (`replace` unless set by [`MvnSpec::with_strategy`]).
+    /// The theory of this module is replace's; the other strategies' is [`strategy_theory`].
+    pub strategy: Strategy,
 }
 
 impl MvnSpec {
@@ -84,7 +89,37 @@ impl MvnSpec {
             schedule,
             cov_diag,
             generations,
+            strategy: Strategy::Replace,
         })
+    }
+
+    /// The same spec with data strategy `strategy`, validated against the sizes as in one
+    /// dimension (every training set has M_i > d points, checked by `new`).
+    pub fn with_strategy(self, strategy: Strategy) -> Result<MvnSpec, SpecError> {
+        strategy.validate(&self.sample_sizes())?;
+        Ok(MvnSpec { strategy, ..self })
+    }
+
+    /// tr Sigma, exactly.
+    pub fn trace(&self, prec: u32) -> Ball {
+        let exact = self.cov_diag.iter().fold(Rational::new(), |acc, &v| {
+            acc + Rational::from_f64(v).expect("finite (validated)")
+        });
+        Ball::exact(prec, exact)
+    }
+
+    /// The one-dimensional process every projection a^T x of this one follows, at
+    /// sigma^2 = 1 (proofs/strategies.md §9): the same schedule, generations and strategy with
+    /// the unbiased estimator.
+    pub fn projected(&self) -> GaussianSpec {
+        GaussianSpec::new(
+            self.schedule.clone(),
+            Estimator::Unbiased,
+            1.0,
+            self.generations,
+        )
+        .and_then(|s| s.with_strategy(self.strategy))
+        .expect("a valid mvn spec projects to a valid one-dimensional spec")
     }
 
     /// M_0 .. M_{N-1} (validated by `new`).
@@ -301,8 +336,18 @@ pub fn theory_at_precision(spec: &MvnSpec, prec: u32) -> MvnTheory {
 }
 
 /// All generations with at least `digits` certified significant digits in every reported value
-/// where the precision cap allows it (check `min_certified_digits`).
+/// where the precision cap allows it (check `min_certified_digits`). Replace only: the other
+/// strategies' moments are [`strategy_theory`]'s.
 pub fn theory(spec: &MvnSpec, digits: u32) -> Result<MvnTheory, SpecError> {
+    if spec.strategy != Strategy::Replace {
+        return Err(SpecError::invalid(
+            "strategy",
+            format!(
+                "the Bartlett moments hold for replace only; {} has strategy_theory",
+                spec.strategy.label()
+            ),
+        ));
+    }
     let log_n = 64 - spec.generations.leading_zeros();
     refine_until_certified(
         digits,
@@ -310,6 +355,87 @@ pub fn theory(spec: &MvnSpec, digits: u32) -> Result<MvnTheory, SpecError> {
         |prec| Ok(theory_at_precision(spec, prec)),
         MvnTheory::min_certified_digits,
     )
+}
+
+/// E||mu_n - mu||^2, E[tr Sigma_n] and the lower bound E||mu_n - mu||^2 <= E[W2^2] at
+/// generation n under a data strategy.
+#[derive(Debug, Clone)]
+pub struct MvnStrategyRow {
+    pub n: u64,
+    pub mean_sq_error: Ball,
+    pub expected_trace: Ball,
+    pub w2_sq_lower_bound: Ball,
+}
+
+impl MvnStrategyRow {
+    /// The reported quantities with their names (the CLI's JSON keys).
+    pub fn named(&self) -> [(&'static str, &Ball); 3] {
+        [
+            ("mean_sq_error", &self.mean_sq_error),
+            ("expected_trace", &self.expected_trace),
+            ("w2_sq_lower_bound", &self.w2_sq_lower_bound),
+        ]
+    }
+}
+
+/// The moments of the d-dimensional process under any strategy: every projection a^T x is the
+/// one-dimensional process with sigma^2 = a^T Sigma a (proofs/strategies.md §9), so
+/// E[Sigma_n] = v_n Sigma and E||mu_n - mu||^2 = e_n tr Sigma with (e_n, v_n) the
+/// one-dimensional moments at sigma = 1 (`scalar`). Moments of ln det Sigma_n and of Sigma_n^2
+/// have no known closed form under accumulate, accumulate-subsample, mix or keep.
+#[derive(Debug, Clone)]
+pub struct MvnStrategyTheory {
+    pub spec: MvnSpec,
+    /// The one-dimensional theory at sigma = 1 that the rows scale.
+    pub scalar: StrategyTheory,
+    pub rows: Vec<MvnStrategyRow>,
+    /// The limits (E||mu - mu_0||^2, E[tr Sigma]) as n -> infinity for a constant schedule
+    /// with an anchor (mix, keep).
+    pub stationary: Option<(Ball, Ball)>,
+}
+
+impl MvnStrategyTheory {
+    pub fn min_certified_digits(&self) -> u32 {
+        let rows = self
+            .rows
+            .iter()
+            .flat_map(|r| r.named().map(|(_, b)| b.certified_digits()));
+        let stationary = self
+            .stationary
+            .iter()
+            .flat_map(|(e, v)| [e.certified_digits(), v.certified_digits()]);
+        rows.chain(stationary).min().unwrap_or(0)
+    }
+}
+
+/// [`MvnStrategyTheory`] with at least `digits` certified digits where the precision cap allows
+/// (any strategy, replace included: its rows then equal `theory`'s first two columns).
+pub fn strategy_theory(spec: &MvnSpec, digits: u32) -> Result<MvnStrategyTheory, SpecError> {
+    // Scaling by the exact tr Sigma costs at most one ulp of the working precision per value.
+    let scalar = crate::strategy::strategy_theory(&spec.projected(), digits.saturating_add(1))?;
+    let p = scalar.precision_bits + 8;
+    let trace = spec.trace(p);
+    let scaled = |b: &Ball| b.mul(&trace);
+    let rows = scalar
+        .rows
+        .iter()
+        .map(|r| MvnStrategyRow {
+            n: r.n,
+            mean_sq_error: scaled(&r.mean_sq_error),
+            expected_trace: scaled(&r.expected_variance),
+            w2_sq_lower_bound: scaled(&r.mean_sq_error),
+        })
+        .collect();
+    let stationary = scalar
+        .stationary
+        .as_ref()
+        .map(|s| (scaled(&s.mean_sq_error), scaled(&s.expected_variance)));
+    Ok(MvnStrategyTheory {
+        spec: spec.clone(),
+        scalar,
+        rows,
+        stationary,
+    })
 }
 
 #[cfg(test)]

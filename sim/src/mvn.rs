@@ -51,7 +51,7 @@ use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
 use crate::stats::{Accumulator, Moments, QuantileTracker, Summary};
-use collapse_analysis::MvnSpec;
+use collapse_analysis::{MvnSpec, Strategy};
 use nalgebra::{DMatrix, DVector, SVD, SymmetricEigen};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -348,12 +348,7 @@ pub struct Stepper {
 impl Stepper {
     /// A stepper for chains of `spec` (checked again: its fields are public).
     pub fn new(spec: &MvnSpec) -> Result<Stepper, SimError> {
-        let spec = MvnSpec::new(
-            spec.dim as u64,
-            spec.schedule.clone(),
-            Some(spec.cov_diag.clone()),
-            spec.generations,
-        )?;
+        let spec = revalidate(spec)?;
         Ok(Stepper::of_valid(&spec))
     }
 
@@ -461,6 +456,13 @@ impl Stepper {
     /// pass over the scatter, each entry summing their terms in draw order (the same bits as four
     /// rank-one updates, a quarter of the memory traffic).
     fn draw_exact(&mut self, rng: &mut ChainRng, m: u64) {
+        self.scatter_exact(rng, m);
+        cholesky_in_place(&mut self.tri, self.d);
+    }
+
+    /// Welford's mean and scatter (not factored) of m standard normal vectors into `v` and
+    /// `tri` (see `draw_exact`).
+    fn scatter_exact(&mut self, rng: &mut ChainRng, m: u64) {
         let d = self.d;
         self.v.fill(0.0);
         self.tri.fill(0.0);
@@ -488,7 +490,6 @@ impl Stepper {
                 }
             }
         }
-        cholesky_in_place(&mut self.tri, d);
     }
 
     /// z into `v`, the Bartlett factor of Wishart_d(I, k) into `tri`.
@@ -898,13 +899,11 @@ const QUARTILES: [f64; 3] = [0.25, 0.5, 0.75];
 /// spec (its fields are public, so it is checked again), 0 or too many chains, 0 threads, or a
 /// state larger than [`MAX_STATE_DOUBLES`].
 pub fn simulate(spec: &MvnSpec, config: &MvnConfig) -> Result<MvnRun, SimError> {
-    let spec = MvnSpec::new(
-        spec.dim as u64,
-        spec.schedule.clone(),
-        Some(spec.cov_diag.clone()),
-        spec.generations,
-    )?;
-    let per_chain = (spec.dim + packed_len(spec.dim)) as u64;
+    let spec = revalidate(spec)?;
+    strategies::check(&spec, config)?;
+    // The state, and for keep the kept points' mean and scatter.
+    let keeps = matches!(spec.strategy, Strategy::Keep(_)) as u64;
+    let per_chain = (1 + keeps) * (spec.dim + packed_len(spec.dim)) as u64;
     if config.chains.saturating_mul(per_chain) > MAX_STATE_DOUBLES {
         return Err(SimError::Invalid {
             what: "chains",
@@ -918,6 +917,17 @@ pub fn simulate(spec: &MvnSpec, config: &MvnConfig) -> Result<MvnRun, SimError> 
     }
     let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
     Ok(pool.install(|| run(&spec, config)))
+}
+
+/// `spec` checked again (its fields are public).
+fn revalidate(spec: &MvnSpec) -> Result<MvnSpec, SimError> {
+    Ok(MvnSpec::new(
+        spec.dim as u64,
+        spec.schedule.clone(),
+        Some(spec.cov_diag.clone()),
+        spec.generations,
+    )?
+    .with_strategy(spec.strategy)?)
 }
 
 /// Moments of the per-chain quantities over a block.
@@ -952,6 +962,8 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
     let mut w2_quartiles = QuantileTracker::new(QUARTILES);
     let sizes = spec.sample_sizes();
     let method = config.method;
+    let plans = strategies::plans(spec);
+    let kept = strategies::draw_kept(spec, method, &mut rngs);
     let mut rows = Vec::with_capacity(sizes.len() + 1);
     let mut progress = Progress::new(spec.generations, config.progress);
     for n in 0..=spec.generations {
@@ -963,9 +975,11 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
             .zip(exponents.par_chunks_mut(CHUNK))
             .zip(log_dets.par_chunks_mut(CHUNK))
             .zip(w2s.par_chunks_mut(CHUNK))
+            .enumerate()
             .map_init(
-                || Stepper::of_valid(spec),
-                |stepper, (((((rng, mean), factor), exponent), log_det), w2)| {
+                || (Stepper::of_valid(spec), strategies::Scratch::new(d)),
+                |(stepper, scratch),
+                 (block, (((((rng, mean), factor), exponent), log_det), w2))| {
                     let mut values = [[0.0; CHUNK]; QUANTITIES];
                     for c in 0..rng.len() {
                         let (mu, l) = (
@@ -979,7 +993,17 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                                 exponent: &mut exponent[c],
                                 log_det: &mut log_det[c],
                             };
-                            stepper.advance_slot(method, m, &mut rng[c], slot);
+                            match &plans[(n - 1) as usize] {
+                                strategies::Plan::Replace => {
+                                    stepper.advance_slot(method, m, &mut rng[c], slot)
+                                }
+                                plan => {
+                                    let chain = block * CHUNK + c;
+                                    let kept = strategies::kept_of(&kept, d, chain);
+                                    let step = strategies::Step { plan, method, kept };
+                                    step.advance(stepper, scratch, &mut rng[c], slot);
+                                }
+                            }
                         }
                         let s = stepper
                             .statistics_of(mu, l, exponent[c], log_det[c])
@@ -1036,6 +1060,8 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
         final_log_dets: log_dets,
     }
 }
+
+mod strategies;
 
 #[cfg(test)]
 mod tests;

@@ -213,3 +213,47 @@ fn bad_specs_are_refused() {
     let list = Schedule::parse(None, "list:10,3").unwrap();
     assert!(MvnSpec::new(3, list, None, 3).is_err());
 }
+
+#[test]
+fn strategy_theory_is_the_projected_one_dimensional_theory() {
+    use crate::strategy::{Strategy, strategy_theory as scalar_theory};
+    let close = |a: &Ball, b: &Ball, tol: f64| {
+        let (x, y) = (a.to_f64(), b.to_f64());
+        assert!((x - y).abs() <= tol * x.abs().max(1e-300), "{x} vs {y}");
+    };
+    for strategy in ["accumulate", "accumulate-subsample", "mix:0.3", "keep:0.2"] {
+        let strategy = Strategy::parse(strategy).unwrap();
+        // d = 1 with sigma^2 = 1 is the one-dimensional theory itself.
+        let one = spec(1, "constant", 8, None, 12)
+            .with_strategy(strategy)
+            .unwrap();
+        let scalar_spec = GaussianSpec::new(Schedule::constant(8), Estimator::Unbiased, 1.0, 12)
+            .unwrap()
+            .with_strategy(strategy)
+            .unwrap();
+        let scalar = scalar_theory(&scalar_spec, 25).unwrap();
+        let t = strategy_theory(&one, 25).unwrap();
+        for (a, b) in t.rows.iter().zip(&scalar.rows) {
+            close(&a.mean_sq_error, &b.mean_sq_error, 1e-24);
+            close(&a.expected_trace, &b.expected_variance, 1e-24);
+        }
+        // tr Sigma scaling, in d = 3 with an unequal diagonal (trace 3.5).
+        let three = spec(3, "constant", 8, Some(vec![2.0, 0.5, 1.0]), 12)
+            .with_strategy(strategy)
+            .unwrap();
+        let t3 = strategy_theory(&three, 25).unwrap();
+        for (a, b) in t3.rows.iter().zip(&t.rows) {
+            close(&a.mean_sq_error, &b.mean_sq_error.mul_f64(3.5), 1e-24);
+            close(&a.expected_trace, &b.expected_trace.mul_f64(3.5), 1e-24);
+        }
+        assert!(theory(&three, 10).is_err(), "theory is replace's only");
+    }
+    // Replace: the first two columns of the Bartlett theory.
+    let replace = spec(3, "linear", 6, Some(vec![2.0, 0.5, 1.0]), 10);
+    let bartlett = theory(&replace, 25).unwrap();
+    let projected = strategy_theory(&replace, 25).unwrap();
+    for (a, b) in projected.rows.iter().zip(&bartlett.rows) {
+        close(&a.mean_sq_error, &b.mean_sq_error, 1e-24);
+        close(&a.expected_trace, &b.expected_trace, 1e-24);
+    }
+}
