@@ -509,17 +509,7 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
             .rows
             .iter()
             .map(|r| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("n".into(), json!(r.n));
-                let mut accuracy = serde_json::Map::new();
-                let mut enclosures = serde_json::Map::new();
-                for (name, b) in r.named() {
-                    obj.insert(name.into(), json!(shown(b)));
-                    accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
-                    enclosures.insert(name.into(), markov::bounds(b, digits));
-                }
-                obj.insert("certified_digits".into(), Value::Object(accuracy));
-                obj.insert("enclosures".into(), Value::Object(enclosures));
+                let mut obj = markov::ball_row(r.n, r.named(), digits);
                 let f = &r.feasibility;
                 let rv = [
                     ("variance", f.variance),

@@ -52,6 +52,32 @@ pub fn bounds(b: &Ball, digits: u32) -> Value {
     json!({"lo": lo, "hi": hi})
 }
 
+/// `b` with `digits` significant digits, but no more than its radius certifies.
+pub fn shown(b: &Ball, digits: u32) -> String {
+    b.to_decimal(digits.min(b.certified_digits().max(1)))
+}
+
+/// One theory row as JSON: `n`, every named ball as a decimal string ([`shown`]), and per name
+/// its `certified_digits` and its `enclosures` ([`bounds`]).
+pub fn ball_row<'a>(
+    n: u64,
+    named: impl IntoIterator<Item = (&'static str, &'a Ball)>,
+    digits: u32,
+) -> serde_json::Map<String, Value> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("n".into(), json!(n));
+    let mut accuracy = serde_json::Map::new();
+    let mut enclosures = serde_json::Map::new();
+    for (name, b) in named {
+        obj.insert(name.into(), json!(shown(b, digits)));
+        accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
+        enclosures.insert(name.into(), bounds(b, digits));
+    }
+    obj.insert("certified_digits".into(), Value::Object(accuracy));
+    obj.insert("enclosures".into(), Value::Object(enclosures));
+    obj
+}
+
 /// The warning when fewer than `digits` digits could be certified.
 pub fn warn_if_uncertified(certified: u32, digits: u32, precision_bits: u32) {
     if certified < digits {

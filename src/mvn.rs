@@ -1,6 +1,6 @@
 //! `collapse theory mvn` and `collapse simulate mvn`: arguments and printing.
 
-use crate::markov::{bounds, warn_if_uncertified};
+use crate::markov::warn_if_uncertified;
 use anyhow::{Result, bail};
 use clap::Args;
 use collapse_analysis::mvn::{MvnSpec, MvnStrategyTheory, MvnTheory};
@@ -76,17 +76,7 @@ pub fn print_theory(t: &MvnTheory, digits: u32, json: bool) -> Result<()> {
             .rows
             .iter()
             .map(|r| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("n".into(), json!(r.n));
-                let mut accuracy = serde_json::Map::new();
-                let mut enclosures = serde_json::Map::new();
-                for (name, b) in r.named() {
-                    obj.insert(name.into(), json!(shown(b)));
-                    accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
-                    enclosures.insert(name.into(), bounds(b, digits));
-                }
-                obj.insert("certified_digits".into(), Value::Object(accuracy));
-                obj.insert("enclosures".into(), Value::Object(enclosures));
+                let obj = crate::markov::ball_row(r.n, r.named(), digits);
                 Value::Object(obj)
             })
             .collect();
@@ -175,18 +165,11 @@ pub fn print_strategy_theory(t: &MvnStrategyTheory, digits: u32, json: bool) -> 
             .rows
             .iter()
             .map(|r| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("n".into(), json!(r.n));
-                let mut enclosures = serde_json::Map::new();
-                for (name, b) in r.named() {
-                    obj.insert(name.into(), json!(shown(b)));
-                    enclosures.insert(name.into(), bounds(b, digits));
-                }
+                let mut obj = crate::markov::ball_row(r.n, r.named(), digits);
                 // No closed form is known for these under this strategy.
                 for name in ["expected_log_det", "var_log_det"] {
                     obj.insert(name.into(), Value::Null);
                 }
-                obj.insert("enclosures".into(), Value::Object(enclosures));
                 Value::Object(obj)
             })
             .collect();

@@ -17,17 +17,7 @@ pub fn print_theory(t: &StrategyTheory, digits: u32, json: bool) -> Result<()> {
             .rows
             .iter()
             .map(|r| {
-                let mut obj = serde_json::Map::new();
-                obj.insert("n".into(), json!(r.n));
-                let mut accuracy = serde_json::Map::new();
-                let mut enclosures = serde_json::Map::new();
-                for (name, b) in r.named() {
-                    obj.insert(name.into(), json!(shown(b)));
-                    accuracy.insert(name.into(), json!(b.certified_digits().min(digits)));
-                    enclosures.insert(name.into(), bounds(b, digits));
-                }
-                obj.insert("certified_digits".into(), Value::Object(accuracy));
-                obj.insert("enclosures".into(), Value::Object(enclosures));
+                let obj = crate::markov::ball_row(r.n, r.named(), digits);
                 Value::Object(obj)
             })
             .collect();
