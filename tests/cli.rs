@@ -33,6 +33,17 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
+/// Bad input: exit code 2, one line on stderr that starts with `collapse: `, no panic, nothing
+/// on stdout.
+fn assert_refused(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{what}: stderr {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+    assert!(stderr.starts_with("collapse: "), "{what}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{what}");
+    assert!(out.stdout.is_empty(), "{what}");
+}
+
 #[test]
 fn theory_json_contract() {
     let out = collapse(&[
@@ -272,13 +283,7 @@ fn bad_input_gets_one_line_and_exit_2() {
     ];
     for args in cases {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = collapse(&refs);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: stderr {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("collapse: "), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}");
-        assert!(o.stdout.is_empty(), "{args:?}");
+        assert_refused(&collapse(&refs), &format!("{args:?}"));
         assert!(!out_file.exists(), "{args:?} left a file");
     }
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
@@ -491,11 +496,7 @@ fn markov_theory_json_contract_and_bad_input() {
         th(&["--samples", "100000", "--categories", "2"]),
         th(&["--samples", "10", "--categories", "2", "--generations", "0"]),
     ] {
-        assert_eq!(case.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&case.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.starts_with("collapse: "), "{err}");
-        assert!(case.stdout.is_empty());
+        assert_refused(&case, "markov theory");
     }
 }
 
@@ -858,10 +859,7 @@ fn mvn_theory_json_contract_and_bad_input() {
         &["--dim", "2", "--schedule", "list:9,2", "--generations", "3"],
     ] {
         let out = collapse(&[&["theory", "mvn"][..], bad].concat());
-        assert_eq!(out.status.code(), Some(2), "{bad:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{bad:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "{bad:?}");
+        assert_refused(&out, &format!("{bad:?}"));
     }
 }
 
@@ -1062,13 +1060,7 @@ fn strategy_cli_contract_and_bad_input() {
         "sufficient",
     ]);
     for args in cases {
-        let o = collapse(&args);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: stderr {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("collapse: "), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{args:?}");
-        assert!(o.stdout.is_empty(), "{args:?}");
+        assert_refused(&collapse(&args), &format!("{args:?}"));
         assert!(!out_file.exists(), "{args:?} left a file");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -1118,11 +1110,7 @@ fn truth_cli_contract_and_bad_input() {
             if command == "simulate" {
                 args.extend_from_slice(&["--chains", "10", "--seed", "1"]);
             }
-            let out = collapse(&args);
-            assert_eq!(out.status.code(), Some(2), "{args:?}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-            assert!(out.stdout.is_empty());
+            assert_refused(&collapse(&args), &format!("{args:?}"));
         }
     }
     let out = collapse(
@@ -1227,9 +1215,6 @@ fn mvn_strategy_cli_contract_and_bad_input() {
             &["simulate", "mvn"],
             &["--strategy", bad, "--chains", "10", "--seed", "1"],
         ));
-        assert_eq!(out.status.code(), Some(2), "{bad}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(stderr.lines().count(), 1, "{bad}: {stderr}");
-        assert!(out.stdout.is_empty(), "{bad}");
+        assert_refused(&out, bad);
     }
 }
