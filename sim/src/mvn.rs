@@ -426,7 +426,6 @@ impl Stepper {
             exponent,
             log_det,
         } = slot;
-        let d = self.d;
         let k = m - 1;
         let v_scale = match method {
             MvnMethod::Exact => {
@@ -438,16 +437,34 @@ impl Stepper {
                 1.0 / (m as f64).sqrt()
             }
         };
-        // mu += L_i v (with the old factor), then L_{i+1} = L_i T / sqrt(k).
+        let slot = Slot {
+            mean,
+            factor,
+            exponent,
+            log_det,
+        };
+        Stepper::apply_step(slot, &self.v, v_scale, &self.tri, &mut self.row, k as f64);
+    }
+
+    /// One step in the current model's frame: mu += L_i (scale v), L_{i+1} = L_i T / sqrt(divisor)
+    /// and ln det Sigma_{i+1} = ln det Sigma_i + 2 sum_j ln T_jj - d ln divisor (replace: T the
+    /// fit's factor, divisor M_i - 1; accumulate: `strategies`).
+    fn apply_step(slot: Slot<'_>, v: &[f64], scale: f64, t: &[f64], row: &mut [f64], divisor: f64) {
+        let Slot {
+            mean,
+            factor,
+            exponent,
+            log_det,
+        } = slot;
+        let d = mean.len();
         for (i, mu) in mean.iter_mut().enumerate() {
-            let row = &factor[packed_index(i, 0)..=diag_index(i)];
-            *mu += ldexp(dot(row, &self.v[..=i]) * v_scale, *exponent);
+            let l_row = &factor[packed_index(i, 0)..=diag_index(i)];
+            *mu += ldexp(dot(l_row, &v[..=i]) * scale, *exponent);
         }
-        triangular_product(factor, &self.tri, &mut self.row, d, 1.0 / (k as f64).sqrt());
+        triangular_product(factor, t, row, d, 1.0 / divisor.sqrt());
         renormalise(factor, exponent);
-        // ln det Sigma_{i+1} = ln det Sigma_i + 2 sum_j ln T_jj - d ln k.
-        let ln_t: f64 = (0..d).map(|j| ln_positive(self.tri[diag_index(j)])).sum();
-        *log_det += 2.0 * ln_t - d as f64 * crate::vmath::ln(k as f64);
+        let ln_t: f64 = (0..d).map(|j| ln_positive(t[diag_index(j)])).sum();
+        *log_det += 2.0 * ln_t - d as f64 * crate::vmath::ln(divisor);
     }
 
     /// Welford's centred one-pass mean and scatter of m standard normal vectors into `v` and

@@ -23,7 +23,7 @@
 use super::{CHUNK, MvnConfig};
 use super::{
     MvnMethod, Slot, Stepper, cholesky_in_place, diag_index, dot, form_covariance, ldexp,
-    ln_positive, packed_index, packed_len, rank_one_update, renormalise, triangular_product,
+    ln_positive, packed_index, packed_len, rank_one_update, renormalise,
 };
 use crate::SimError;
 use crate::kernels::ChiSquareConstants;
@@ -310,14 +310,13 @@ impl Step<'_> {
                 }
                 rank_one_update(a, &s.zbar, d, *between);
                 cholesky_in_place(a, d);
-                for (i, mu) in mean.iter_mut().enumerate() {
-                    let row = &factor[packed_index(i, 0)..=diag_index(i)];
-                    *mu += ldexp(dot(row, &s.zbar[..=i]) * weight, *exponent);
-                }
-                triangular_product(factor, a, &mut stepper.row, d, 1.0 / divisor.sqrt());
-                renormalise(factor, exponent);
-                let ln_t: f64 = (0..d).map(|j| ln_positive(a[diag_index(j)])).sum();
-                *log_det += 2.0 * ln_t - d as f64 * crate::vmath::ln(*divisor);
+                let slot = Slot {
+                    mean,
+                    factor,
+                    exponent,
+                    log_det,
+                };
+                Stepper::apply_step(slot, &s.zbar, *weight, a, &mut stepper.row, *divisor);
             }
             Plan::Anchored {
                 real,
