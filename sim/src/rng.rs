@@ -131,6 +131,37 @@ impl rand_core::TryRng for ChainRng {
     }
 }
 
+/// Uniform on {0, ..., n - 1} (n >= 1) by Lemire's multiply-and-reject: exactly uniform.
+#[inline]
+pub fn below(rng: &mut ChainRng, n: u64) -> u64 {
+    let mut m = u128::from(rng.next_u64()) * u128::from(n);
+    if (m as u64) < n {
+        let threshold = n.wrapping_neg() % n;
+        while (m as u64) < threshold {
+            m = u128::from(rng.next_u64()) * u128::from(n);
+        }
+    }
+    (m >> 64) as u64
+}
+
+/// Moves a uniform random `m`-subset of the rows of `pool` (rows of `width` values) to its
+/// front, by a partial Fisher–Yates shuffle: the pool is a set, so its order is free. Nothing is
+/// drawn when m covers the whole pool.
+pub fn subsample_rows_to_front(pool: &mut [f64], width: usize, m: usize, rng: &mut ChainRng) {
+    assert!(width > 0 && pool.len() % width == 0);
+    let n = pool.len() / width;
+    if m >= n {
+        return;
+    }
+    for j in 0..m {
+        let k = j + below(rng, (n - j) as u64) as usize;
+        if k != j {
+            let (head, tail) = pool.split_at_mut(k * width);
+            head[j * width..(j + 1) * width].swap_with_slice(&mut tail[..width]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +207,22 @@ mod tests {
         let mut r = ChainRng::for_chain(42, stream::TEST, 3);
         let u = r.next_open01();
         assert!(u > 0.0 && u < 1.0);
+    }
+
+    #[test]
+    fn subsets_keep_rows_whole() {
+        let mut r = ChainRng::for_chain(1, stream::TEST, 0);
+        // Rows of width 2 stay whole and the pool stays a permutation of its rows.
+        let mut pool: Vec<f64> = (0..20).map(f64::from).collect();
+        subsample_rows_to_front(&mut pool, 2, 4, &mut r);
+        let mut rows: Vec<(f64, f64)> = pool.chunks(2).map(|c| (c[0], c[1])).collect();
+        assert!(rows.iter().all(|&(a, b)| b == a + 1.0 && a % 2.0 == 0.0));
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert_eq!(
+            rows,
+            (0..10)
+                .map(|i| (2.0 * f64::from(i), 2.0 * f64::from(i) + 1.0))
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -22,7 +22,7 @@ use super::{BlockStats, CHUNK, ChainEnd, GaussianRun, block_stats};
 use super::{EnsembleConfig, Method};
 use crate::kernels::{self, ChiSquareConstants};
 use crate::normal::StandardNormal;
-use crate::rng::{ChainRng, stream};
+use crate::rng::{ChainRng, stream, subsample_rows_to_front};
 use crate::stats::QuantileTracker;
 use crate::{SimError, vmath};
 use collapse_analysis::{Estimator, GaussianSpec, Strategy};
@@ -306,32 +306,6 @@ pub const MAX_POOL: u64 = 1 << 26;
 /// Largest chains x (generations + 1) of `accumulate-subsample` (16 bytes each).
 pub const MAX_TRACE: u64 = 20_000_000;
 
-/// Uniform on {0, ..., n - 1} (n >= 1) by Lemire's multiply-and-reject: exactly uniform.
-#[inline]
-fn below(rng: &mut ChainRng, n: u64) -> u64 {
-    let mut m = u128::from(rng.next_u64()) * u128::from(n);
-    if (m as u64) < n {
-        let threshold = n.wrapping_neg() % n;
-        while (m as u64) < threshold {
-            m = u128::from(rng.next_u64()) * u128::from(n);
-        }
-    }
-    (m >> 64) as u64
-}
-
-/// Moves a uniform random `m`-subset of `pool` to its front (a partial Fisher–Yates shuffle;
-/// the pool is a set, so its order is free). Nothing is drawn when m is the whole pool.
-fn subsample_to_front(pool: &mut [f64], m: usize, rng: &mut ChainRng) {
-    let n = pool.len();
-    if m >= n {
-        return;
-    }
-    for j in 0..m {
-        let k = j + below(rng, (n - j) as u64) as usize;
-        pool.swap(j, k);
-    }
-}
-
 /// Mean and sum of squared deviations, in two passes in slice order.
 fn mean_and_ss(x: &[f64]) -> (f64, f64) {
     let mean = x.iter().sum::<f64>() / x.len() as f64;
@@ -359,7 +333,7 @@ fn subsample_chain(
     }
     for (i, &m) in sizes.iter().enumerate() {
         let m = m as usize;
-        subsample_to_front(pool, m, rng);
+        subsample_rows_to_front(pool, 1, m, rng);
         let (mean, ss) = mean_and_ss(&pool[..m]);
         let variance = ss / divisors[i];
         let at = offset + (i + 1) * stride;

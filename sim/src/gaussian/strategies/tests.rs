@@ -233,7 +233,7 @@ fn merges_and_subsamples_are_exact() {
     let mut pair = [[0u32; 7]; 7];
     let mut pool: Vec<f64> = (0..n).map(|i| i as f64).collect();
     for _ in 0..trials {
-        subsample_to_front(&mut pool, m, &mut rng);
+        crate::rng::subsample_rows_to_front(&mut pool, 1, m, &mut rng);
         let picked: Vec<usize> = pool[..m].iter().map(|&x| x as usize).collect();
         for &i in &picked {
             single[i] += 1;
@@ -257,8 +257,8 @@ fn merges_and_subsamples_are_exact() {
         }
     }
     // below(n) covers 0..n (n = 1 gives 0).
-    assert_eq!(below(&mut rng, 1), 0);
-    assert!((0..1000).all(|_| below(&mut rng, 3) < 3));
+    assert_eq!(crate::rng::below(&mut rng, 1), 0);
+    assert!((0..1000).all(|_| crate::rng::below(&mut rng, 3) < 3));
 }
 
 /// strategies.8.6: strategies that reduce to replace run replace's step on replace's streams:
