@@ -1179,7 +1179,13 @@ fn mvn_strategy_cli_contract_and_bad_input() {
         assert!((v - 3.5 * v1).abs() <= 1e-12 * v, "{v} vs 3.5 x {v1}");
         assert!(row["expected_log_det"].is_null());
     }
-    for strategy in ["accumulate", "keep:0.2"] {
+    for strategy in ["accumulate", "keep:0.2", "accumulate-subsample"] {
+        // accumulate-subsample needs the points: exact only.
+        let method = if strategy == "accumulate-subsample" {
+            "exact"
+        } else {
+            "sufficient"
+        };
         let sim = |threads: &'static str| {
             collapse(&args(
                 &["simulate", "mvn"],
@@ -1193,7 +1199,7 @@ fn mvn_strategy_cli_contract_and_bad_input() {
                     "--threads",
                     threads,
                     "--method",
-                    "sufficient",
+                    method,
                     "--json",
                 ],
             ))
@@ -1204,17 +1210,26 @@ fn mvn_strategy_cli_contract_and_bad_input() {
         assert_eq!(value["rows"].as_array().unwrap().len(), 6);
         assert_eq!(one.stdout, two.stdout, "{strategy}");
     }
-    for bad in [
-        "mix:1.5",
-        "keep:nan",
-        "keep:-0.1",
-        "nope",
-        "accumulate-subsample",
-    ] {
+    for bad in ["mix:1.5", "keep:nan", "keep:-0.1", "nope"] {
         let out = collapse(&args(
             &["simulate", "mvn"],
             &["--strategy", bad, "--chains", "10", "--seed", "1"],
         ));
         assert_refused(&out, bad);
     }
+    let out = collapse(&args(
+        &["simulate", "mvn"],
+        &[
+            "--strategy",
+            "accumulate-subsample",
+            "--method",
+            "sufficient",
+            "--chains",
+            "10",
+            "--seed",
+            "1",
+        ],
+    ));
+    assert_refused(&out, "accumulate-subsample with sufficient statistics");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--method exact"));
 }

@@ -933,6 +933,9 @@ pub fn simulate(spec: &MvnSpec, config: &MvnConfig) -> Result<MvnRun, SimError> 
         });
     }
     let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
+    if spec.strategy == Strategy::AccumulateSubsample {
+        return Ok(pool.install(|| strategies::run_subsample(&spec, config)));
+    }
     Ok(pool.install(|| run(&spec, config)))
 }
 
@@ -958,6 +961,36 @@ impl BlockStats {
         BlockStats {
             acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),
         }
+    }
+}
+
+/// Generation n's row from its blocks' statistics, merged in block order (the same bits for
+/// any thread count).
+fn generation_row(n: u64, blocks: &[BlockStats], w2_sq_quartiles: [f64; 3]) -> MvnGenerationStats {
+    let total = blocks
+        .iter()
+        .fold(BlockStats::default(), |acc, b| acc.merge(b));
+    let m = |q: usize| total.acc[q].moments();
+    let s = |q: usize| {
+        let x = m(q);
+        Summary {
+            mean: x.mean,
+            stderr: x.stderr,
+        }
+    };
+    MvnGenerationStats {
+        n,
+        mean_sq_error: s(0),
+        trace: s(1),
+        log_det: m(2),
+        trace_of_square: s(3),
+        square_of_trace: s(4),
+        frobenius_sq_error: s(5),
+        w2_sq: s(W2),
+        w2_sq_quartiles,
+        log_lambda_max: s(7),
+        log_lambda_min: s(8),
+        log_condition: s(9),
     }
 }
 
@@ -1037,32 +1070,7 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                 },
             )
             .collect();
-        // Merge in block order: the same bits for any thread count.
-        let total = blocks
-            .iter()
-            .fold(BlockStats::default(), |acc, b| acc.merge(b));
-        let m = |q: usize| total.acc[q].moments();
-        let s = |q: usize| {
-            let x = m(q);
-            Summary {
-                mean: x.mean,
-                stderr: x.stderr,
-            }
-        };
-        rows.push(MvnGenerationStats {
-            n,
-            mean_sq_error: s(0),
-            trace: s(1),
-            log_det: m(2),
-            trace_of_square: s(3),
-            square_of_trace: s(4),
-            frobenius_sq_error: s(5),
-            w2_sq: s(W2),
-            w2_sq_quartiles: w2_quartiles.quantiles(&w2s),
-            log_lambda_max: s(7),
-            log_lambda_min: s(8),
-            log_condition: s(9),
-        });
+        rows.push(generation_row(n, &blocks, w2_quartiles.quantiles(&w2s)));
         progress.set(n);
     }
     progress.finish();
@@ -1079,6 +1087,7 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
 }
 
 mod strategies;
+pub use strategies::{MAX_SUBSAMPLE_POOL, MAX_SUBSAMPLE_TRACE, max_subsample_chains};
 
 #[cfg(test)]
 mod tests;

@@ -17,19 +17,30 @@
 //!   scaled by 2^-e (the factor's exponent: exact), then factor the merged covariance.
 //!
 //! Each chain draws, per generation, its real batch (mix) and then its synthetic batch.
-//! `accumulate-subsample` needs the individual points and is not simulated in d dimensions yet
-//! (refused with a one-line error).
+//!
+//! `accumulate-subsample` needs the individual points (later subsamples reuse them), so it runs
+//! chain-major as in one dimension: one chain at a time through all generations, its pool of
+//! d-vectors in one buffer (rows in world coordinates), the M_i training rows moved to the
+//! front by a partial Fisher–Yates shuffle and fitted literally (two-pass mean, then the scatter
+//! of the centred rows, then Cholesky). Its real data never leave the pool, so Sigma_n does not
+//! collapse and world coordinates lose nothing. Each chain's statistics are kept per generation
+//! and reduced generation by generation in block order, as `run` does. Draw order per chain: the
+//! M_0 real vectors (d normals each, coordinate order: the same points as replace's first
+//! generation with `exact`), then per generation the subsample's picks and the M_{i+1} vectors
+//! of the new model.
 
-use super::{CHUNK, MvnConfig};
+use super::{BlockStats, CHUNK, ChainState, MvnConfig, MvnRun, QUANTITIES, QUARTILES, W2};
 use super::{
     MvnMethod, Slot, Stepper, cholesky_in_place, diag_index, dot, form_covariance, ldexp,
     ln_positive, packed_index, packed_len, rank_one_update, renormalise,
 };
 use crate::SimError;
 use crate::kernels::ChiSquareConstants;
-use crate::rng::ChainRng;
+use crate::rng::{ChainRng, stream, subsample_rows_to_front};
+use crate::stats::{Accumulator, QuantileTracker};
 use collapse_analysis::{MvnSpec, Strategy};
 use rayon::prelude::*;
+use std::time::Instant;
 
 /// One batch of m standard normal vectors in d dimensions.
 pub(super) struct Batch {
@@ -172,17 +183,239 @@ pub(super) fn plans(spec: &MvnSpec) -> Vec<Plan> {
 }
 
 /// Refuses what the d-dimensional ensemble does not run, before any work.
-pub(super) fn check(spec: &MvnSpec, _config: &MvnConfig) -> Result<(), SimError> {
-    if spec.strategy == Strategy::AccumulateSubsample {
+pub(super) fn check(spec: &MvnSpec, config: &MvnConfig) -> Result<(), SimError> {
+    if spec.strategy != Strategy::AccumulateSubsample {
+        return Ok(());
+    }
+    if config.method == MvnMethod::Sufficient {
         return Err(SimError::Invalid {
-            what: "strategy",
-            why: "accumulate-subsample is simulated in one dimension only so far (collapse \
-                  simulate gaussian --strategy accumulate-subsample); its d-dimensional theory \
-                  is `collapse theory mvn --strategy accumulate-subsample`"
+            what: "method",
+            why: "accumulate-subsample trains on subsamples of the individual points drawn so \
+                  far, which sufficient statistics do not determine: use --method exact"
                 .into(),
         });
     }
+    let points = spec
+        .sample_sizes()
+        .iter()
+        .fold(0u64, |a, &m| a.saturating_add(m));
+    let pool = points.saturating_mul(spec.dim as u64);
+    if pool > MAX_SUBSAMPLE_POOL {
+        return Err(SimError::Invalid {
+            what: "schedule",
+            why: format!(
+                "accumulate-subsample keeps every point of a chain: D x (M_0 + ... + M_(N-1)) = \
+                 {pool} values exceeds {MAX_SUBSAMPLE_POOL}"
+            ),
+        });
+    }
+    let cap = max_subsample_chains(spec.generations);
+    if config.chains > cap {
+        return Err(SimError::Invalid {
+            what: "chains",
+            why: format!(
+                "accumulate-subsample runs chain by chain and keeps {QUANTITIES} statistics per \
+                 chain and generation: at most {cap} chains for {} generations (got {})",
+                spec.generations, config.chains
+            ),
+        });
+    }
     Ok(())
+}
+
+/// Largest pool of one chain of `accumulate-subsample`, in values (d per point; 8 bytes each,
+/// one pool per worker thread).
+pub const MAX_SUBSAMPLE_POOL: u64 = 1 << 26;
+/// Largest number of per-chain statistics `accumulate-subsample` keeps (8 bytes each: 320 MB).
+pub const MAX_SUBSAMPLE_TRACE: u64 = 40_000_000;
+
+/// The most chains `accumulate-subsample` runs for N generations: it keeps every chain's
+/// statistics per generation (`MAX_SUBSAMPLE_TRACE` values in all).
+pub fn max_subsample_chains(generations: u64) -> u64 {
+    MAX_SUBSAMPLE_TRACE
+        / (generations
+            .saturating_add(1)
+            .saturating_mul(QUANTITIES as u64))
+}
+
+/// Mean (two passes: the sum in row order, then divided) and scatter of the centred rows of
+/// `rows` (rows of d values), packed, into `mean` and `scatter`.
+fn fit_rows(rows: &[f64], d: usize, mean: &mut [f64], scatter: &mut [f64], centred: &mut [f64]) {
+    let m = rows.len() / d;
+    mean.fill(0.0);
+    for x in rows.chunks_exact(d) {
+        for (s, &v) in mean.iter_mut().zip(x) {
+            *s += v;
+        }
+    }
+    for s in mean.iter_mut() {
+        *s /= m as f64;
+    }
+    scatter.fill(0.0);
+    for x in rows.chunks_exact(d) {
+        for ((c, &v), &mu) in centred.iter_mut().zip(x).zip(mean.iter()) {
+            *c = v - mu;
+        }
+        rank_one_update(scatter, centred, d, 1.0);
+    }
+}
+
+/// One chain of `accumulate-subsample` through all generations. Writes its statistics of
+/// generation n, quantity q at `trace[(n * QUANTITIES + q) * len + c]` and leaves its final
+/// model in `state`.
+#[allow(clippy::too_many_arguments)]
+fn subsample_chain(
+    stepper: &mut Stepper,
+    scratch: &mut Scratch,
+    rng: &mut ChainRng,
+    sizes: &[u64],
+    pool: &mut Vec<f64>,
+    state: &mut ChainState,
+    trace: &mut [f64],
+    (c, len): (usize, usize),
+) {
+    let d = stepper.d;
+    let mut record = |n: usize, stepper: &mut Stepper, state: &ChainState| {
+        let values = stepper
+            .statistics_of(&state.mean, &state.factor, state.exponent, state.log_det)
+            .to_array();
+        for (q, v) in values.into_iter().enumerate() {
+            trace[(n * QUANTITIES + q) * len + c] = v;
+        }
+    };
+    record(0, stepper, state);
+    pool.clear();
+    for _ in 0..sizes[0] {
+        for j in 0..d {
+            let z = stepper.normal.sample(rng);
+            pool.push(stepper.truth.sqrt_diag[j] * z);
+        }
+    }
+    for (i, &m) in sizes.iter().enumerate() {
+        let m = m as usize;
+        subsample_rows_to_front(pool, d, m, rng);
+        fit_rows(
+            &pool[..m * d],
+            d,
+            &mut state.mean,
+            &mut stepper.tri,
+            &mut stepper.row,
+        );
+        let divisor = (m - 1) as f64;
+        for t in stepper.tri.iter_mut() {
+            *t /= divisor;
+        }
+        cholesky_in_place(&mut stepper.tri, d);
+        state.factor.copy_from_slice(&stepper.tri);
+        state.log_det = 2.0
+            * (0..d)
+                .map(|j| ln_positive(state.factor[diag_index(j)]))
+                .sum::<f64>();
+        state.exponent = 0;
+        renormalise(&mut state.factor, &mut state.exponent);
+        record(i + 1, stepper, state);
+        if let Some(&next) = sizes.get(i + 1) {
+            // x = mu_{i+1} + L_{i+1} z, L = 2^e L~.
+            for _ in 0..next {
+                for z in scratch.zbar.iter_mut() {
+                    *z = stepper.normal.sample(rng);
+                }
+                for r in 0..d {
+                    let row = &state.factor[packed_index(r, 0)..=diag_index(r)];
+                    let x = state.mean[r] + ldexp(dot(row, &scratch.zbar[..=r]), state.exponent);
+                    pool.push(x);
+                }
+            }
+        }
+    }
+}
+
+/// `accumulate-subsample`, chain-major (see the module doc): the same rows as `run` would
+/// compute, reduced in the same fixed block order, so the output does not depend on the thread
+/// count.
+pub(super) fn run_subsample(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
+    let start = Instant::now();
+    let d = spec.dim;
+    let t = packed_len(d);
+    let r = config.chains as usize;
+    let gens = spec.generations as usize;
+    let sizes = spec.sample_sizes();
+    let pool_len = sizes.iter().sum::<u64>() as usize * d;
+    let blocks: Vec<(usize, usize)> = (0..r)
+        .step_by(CHUNK)
+        .map(|lo| (lo, CHUNK.min(r - lo)))
+        .collect();
+    // Per block: its statistics (generation-major) and its chains' final models.
+    let traces: Vec<(Vec<f64>, Vec<ChainState>)> = blocks
+        .par_iter()
+        .map_init(
+            || (Stepper::of_valid(spec), Scratch::new(d), Vec::new()),
+            |(stepper, scratch, pool), &(lo, len)| {
+                pool.reserve(pool_len);
+                let mut trace = vec![0.0; (gens + 1) * QUANTITIES * len];
+                let finals = (0..len)
+                    .map(|c| {
+                        let chain = (lo + c) as u64;
+                        let mut rng = ChainRng::for_chain(config.seed, stream::MVN, chain);
+                        let mut state = ChainState::truth(spec);
+                        subsample_chain(
+                            stepper,
+                            scratch,
+                            &mut rng,
+                            &sizes,
+                            pool,
+                            &mut state,
+                            &mut trace,
+                            (c, len),
+                        );
+                        state
+                    })
+                    .collect();
+                (trace, finals)
+            },
+        )
+        .collect();
+    let mut w2s = vec![0.0; r];
+    let mut w2_quartiles = QuantileTracker::new(QUARTILES);
+    let mut rows = Vec::with_capacity(gens + 1);
+    for n in 0..=gens {
+        let stats: Vec<BlockStats> = traces
+            .iter()
+            .zip(w2s.chunks_mut(CHUNK))
+            .map(|((trace, _), w2)| {
+                let len = w2.len();
+                let at = |q: usize| &trace[(n * QUANTITIES + q) * len..][..len];
+                w2.copy_from_slice(at(W2));
+                BlockStats {
+                    acc: std::array::from_fn(|q| Accumulator::from_slice(at(q))),
+                }
+            })
+            .collect();
+        rows.push(super::generation_row(
+            n as u64,
+            &stats,
+            w2_quartiles.quantiles(&w2s),
+        ));
+    }
+    let finals = traces.into_iter().flat_map(|(_, finals)| finals);
+    let (mut means, mut factors) = (Vec::with_capacity(r * d), Vec::with_capacity(r * t));
+    let (mut exponents, mut log_dets) = (Vec::with_capacity(r), Vec::with_capacity(r));
+    for state in finals {
+        means.extend_from_slice(&state.mean);
+        factors.extend_from_slice(&state.factor);
+        exponents.push(state.exponent);
+        log_dets.push(state.log_det);
+    }
+    MvnRun {
+        spec: spec.clone(),
+        config: config.clone(),
+        rows,
+        seconds: start.elapsed().as_secs_f64(),
+        final_means: means,
+        final_factors: factors,
+        final_exponents: exponents,
+        final_log_dets: log_dets,
+    }
 }
 
 /// Scratch space of the strategies' steps (no allocation per step).
