@@ -148,7 +148,7 @@ pub fn below(rng: &mut ChainRng, n: u64) -> u64 {
 /// front, by a partial Fisher–Yates shuffle: the pool is a set, so its order is free. Nothing is
 /// drawn when m covers the whole pool.
 pub fn subsample_rows_to_front(pool: &mut [f64], width: usize, m: usize, rng: &mut ChainRng) {
-    assert!(width > 0 && pool.len() % width == 0);
+    assert!(width > 0 && pool.len().is_multiple_of(width));
     let n = pool.len() / width;
     if m >= n {
         return;
