@@ -7,6 +7,7 @@
 
 pub mod ball;
 pub mod gaussian;
+pub mod gmm;
 pub mod markov;
 pub mod mvn;
 pub mod schedule;

@@ -7,6 +7,7 @@
 pub mod binomial;
 pub mod gamma;
 pub mod gaussian;
+pub mod gmm;
 pub mod kernels;
 pub mod markov;
 pub mod mvn;

@@ -40,6 +40,7 @@ pub mod stream {
     pub const GAUSSIAN: u32 = 1;
     pub const MARKOV: u32 = 2;
     pub const MVN: u32 = 3;
+    pub const GMM: u32 = 4;
     pub const TEST: u32 = 0xFFFF_FFFF;
 }
 

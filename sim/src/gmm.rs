@@ -1,0 +1,576 @@
+//! Ensembles of the generational Gaussian-mixture experiment (spec and closed forms:
+//! `collapse_analysis::gmm`; derivation: `proofs/gmm.md`). Generation 0 is the truth D_0;
+//! generation i+1 is the K-component mixture fitted by EM (`em`) to M_i points: draws of model i
+//! under `replace`, with round(F M_i) fresh draws of D_0 under `mix:F`, or with the first
+//! round(F M_0) points of the original sample under `keep:F`. The paper's "generation g" (its
+//! first fit is generation 0) is generation g + 1 here.
+//!
+//! Per chain and generation: the squared L2 distance to D_0 (closed form), the mean
+//! log-likelihood of a fixed held-out sample of D_0 (H points drawn once from their own stream,
+//! shared by all chains), the mixture Wasserstein distance MW2^2 to D_0 (Delon & Desolneux
+//! 2020: the cost of the best coupling of components under Gaussian W2^2; an upper bound on
+//! W2^2, exact when both sides have one component; computed when one side has one component, the
+//! only coupling then), the smallest and largest covariance eigenvalues, the smallest weight,
+//! whether a component has vanished (weight below 1/M_i: less than one point's responsibility),
+//! and EM's iterations.
+//!
+//! Reproducibility: chain c draws its data, then its k-means++ start, from
+//! `ChainRng::for_chain(seed, stream::GMM, c)`; chains run in fixed blocks of `CHUNK` whose
+//! statistics merge in block order, so results are bit-identical for any thread count. Draw order
+//! per generation: (mix) the fresh real points, then the synthetic points, each as one uniform
+//! (the component) and d normals; (keep) the kept points are the first draws of the chain.
+
+pub mod em;
+
+use crate::SimError;
+use crate::normal::StandardNormal;
+use crate::progress::Progress;
+use crate::rng::{ChainRng, stream};
+use crate::stats::{Accumulator, Summary};
+use collapse_analysis::Strategy;
+use collapse_analysis::gmm::{GmmSpec, Mixture, l2_sq};
+use em::{Em, EmConfig};
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// A mixture as EM and the sampler use it: packed covariances (lower triangle by rows), their
+/// Cholesky factors, log-determinants and log-weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub dim: usize,
+    pub weights: Vec<f64>,
+    /// K x d.
+    pub means: Vec<f64>,
+    /// K x d(d+1)/2, packed lower triangles by rows.
+    pub covs: Vec<f64>,
+    factors: Vec<f64>,
+    log_dets: Vec<f64>,
+    log_weights: Vec<f64>,
+}
+
+fn packed_len(d: usize) -> usize {
+    d * (d + 1) / 2
+}
+
+fn packed_index(i: usize, j: usize) -> usize {
+    i * (i + 1) / 2 + j
+}
+
+impl Model {
+    /// A model of `mixture` (validated by `Mixture::new`).
+    pub fn of(mixture: &Mixture) -> Model {
+        let d = mixture.dim;
+        let k = mixture.components();
+        let mut covs = Vec::with_capacity(k * packed_len(d));
+        for c in 0..k {
+            let s = mixture.cov(c);
+            for i in 0..d {
+                for j in 0..=i {
+                    covs.push(s[(i, j)]);
+                }
+            }
+        }
+        let mut model = Model {
+            dim: d,
+            weights: mixture.weights.clone(),
+            means: mixture.means.clone(),
+            covs,
+            factors: Vec::new(),
+            log_dets: Vec::new(),
+            log_weights: Vec::new(),
+        };
+        model.refactor();
+        model
+    }
+
+    /// K components in d dimensions, all N(0, I) with equal weights (EM overwrites them).
+    pub fn blank(components: usize, dim: usize) -> Model {
+        let identity = Mixture::standard_normal(dim);
+        let mut model = Model::of(&identity);
+        let one = model.clone();
+        for _ in 1..components {
+            model.weights.extend_from_slice(&one.weights);
+            model.means.extend_from_slice(&one.means);
+            model.covs.extend_from_slice(&one.covs);
+        }
+        model.refactor();
+        model
+    }
+
+    pub fn components(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Normalises the weights and factors the covariances (a pivot below the smallest normal
+    /// double is clamped to it: the covariance floor keeps fitted covariances far above it).
+    pub(crate) fn refactor(&mut self) {
+        let (d, k) = (self.dim, self.components());
+        let t = packed_len(d);
+        let total: f64 = self.weights.iter().sum();
+        self.weights.iter_mut().for_each(|w| *w /= total);
+        self.log_weights.clear();
+        self.log_weights
+            .extend(self.weights.iter().map(|&w| crate::vmath::ln(w)));
+        self.factors.clear();
+        self.factors.extend_from_slice(&self.covs);
+        self.log_dets.clear();
+        for c in 0..k {
+            let a = &mut self.factors[c * t..(c + 1) * t];
+            let mut log_det = 0.0;
+            for i in 0..d {
+                for j in 0..=i {
+                    let mut s = a[packed_index(i, j)];
+                    for l in 0..j {
+                        s -= a[packed_index(i, l)] * a[packed_index(j, l)];
+                    }
+                    a[packed_index(i, j)] = if i == j {
+                        let p = s.max(f64::MIN_POSITIVE).sqrt();
+                        log_det += 2.0 * crate::vmath::ln(p);
+                        p
+                    } else {
+                        s / a[packed_index(j, j)]
+                    };
+                }
+            }
+            self.log_dets.push(log_det);
+        }
+    }
+
+    /// ln w_c + ln N(x; mu_c, Sigma_c), whitening into `white` (length d).
+    #[inline]
+    pub(crate) fn log_weighted_density(&self, c: usize, x: &[f64], white: &mut [f64]) -> f64 {
+        let d = self.dim;
+        let t = packed_len(d);
+        let l = &self.factors[c * t..(c + 1) * t];
+        let mu = &self.means[c * d..(c + 1) * d];
+        let mut q = 0.0;
+        for i in 0..d {
+            let row = &l[packed_index(i, 0)..packed_index(i, 0) + i + 1];
+            let mut s = x[i] - mu[i];
+            for j in 0..i {
+                s -= row[j] * white[j];
+            }
+            let z = s / row[i];
+            white[i] = z;
+            q += z * z;
+        }
+        self.log_weights[c] - 0.5 * (d as f64 * LN_2PI + self.log_dets[c] + q)
+    }
+
+    /// ln of the density at x.
+    pub fn log_density(&self, x: &[f64], white: &mut [f64]) -> f64 {
+        let k = self.components();
+        let mut top = f64::NEG_INFINITY;
+        let mut terms = [0.0; 8];
+        let mut many = Vec::new();
+        let logs: &mut [f64] = if k <= 8 {
+            &mut terms[..k]
+        } else {
+            many.resize(k, 0.0);
+            &mut many
+        };
+        for (c, v) in logs.iter_mut().enumerate() {
+            *v = self.log_weighted_density(c, x, white);
+            top = top.max(*v);
+        }
+        let sum: f64 = logs.iter().map(|&v| crate::vmath::exp(v - top)).sum();
+        top + crate::vmath::ln(sum)
+    }
+
+    /// Appends m draws (rows of d) to `out`: per draw one uniform (the component, by the
+    /// cumulative weights) and d normals z, x = mu_c + L_c z.
+    pub fn sample_into(
+        &self,
+        m: usize,
+        rng: &mut ChainRng,
+        normal: &StandardNormal,
+        out: &mut Vec<f64>,
+    ) {
+        let (d, k) = (self.dim, self.components());
+        let t = packed_len(d);
+        let mut z = [0.0; 64];
+        for _ in 0..m {
+            let u = rng.next_f64();
+            let mut c = k - 1;
+            let mut acc = 0.0;
+            for (j, &w) in self.weights.iter().enumerate() {
+                acc += w;
+                if u < acc {
+                    c = j;
+                    break;
+                }
+            }
+            for v in z.iter_mut().take(d) {
+                *v = normal.sample(rng);
+            }
+            let l = &self.factors[c * t..(c + 1) * t];
+            let mu = &self.means[c * d..(c + 1) * d];
+            for i in 0..d {
+                let row = &l[packed_index(i, 0)..packed_index(i, 0) + i + 1];
+                let lz: f64 = row.iter().zip(&z[..=i]).map(|(a, b)| a * b).sum();
+                out.push(mu[i] + lz);
+            }
+        }
+    }
+
+    /// Component c's covariance as a dense matrix.
+    pub fn cov(&self, c: usize) -> DMatrix<f64> {
+        let d = self.dim;
+        let s = &self.covs[c * packed_len(d)..(c + 1) * packed_len(d)];
+        DMatrix::from_fn(d, d, |i, j| s[packed_index(i.max(j), i.min(j))])
+    }
+
+    /// The model as a `Mixture` (for the closed forms).
+    pub fn mixture(&self) -> Mixture {
+        let d = self.dim;
+        let k = self.components();
+        let mut covs = Vec::with_capacity(k * d * d);
+        for c in 0..k {
+            covs.extend(self.cov(c).transpose().iter().copied());
+        }
+        Mixture {
+            dim: d,
+            weights: self.weights.clone(),
+            means: self.means.clone(),
+            covs,
+        }
+    }
+}
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Largest ensemble accepted.
+pub const MAX_CHAINS: u64 = 1_000_000;
+/// Largest held-out sample.
+pub const MAX_HELDOUT: u64 = 1_000_000;
+/// Largest training set of one generation (points).
+pub const MAX_SAMPLES: u64 = 10_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GmmConfig {
+    pub chains: u64,
+    pub seed: u64,
+    /// H: the held-out sample of D_0 every fit is scored on.
+    pub heldout: u64,
+    pub em: EmConfig,
+    /// Worker threads (None: rayon's default). Results do not depend on it.
+    pub threads: Option<usize>,
+    pub progress: bool,
+}
+
+impl GmmConfig {
+    pub fn new(chains: u64, seed: u64) -> GmmConfig {
+        GmmConfig {
+            chains,
+            seed,
+            heldout: 1000,
+            em: EmConfig::default(),
+            threads: None,
+            progress: false,
+        }
+    }
+}
+
+/// Statistics over chains at generation n.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GmmGenerationStats {
+    pub n: u64,
+    /// ||f_n - f_0||_2^2, closed form.
+    pub l2_sq: Summary,
+    /// Mean log-likelihood of the held-out sample of D_0 under model n.
+    pub heldout_loglik: Summary,
+    /// MW2^2(model n, D_0) (an upper bound on W2^2); NaN when neither side has one component.
+    pub distance: Summary,
+    /// Smallest and largest eigenvalue over the components' covariances.
+    pub min_eigenvalue: Summary,
+    pub max_eigenvalue: Summary,
+    pub min_weight: Summary,
+    /// Fraction of chains with a component of weight below 1/M.
+    pub vanished_fraction: f64,
+    pub em_iterations: Summary,
+    /// Fraction of chains whose EM hit the iteration cap.
+    pub unconverged_fraction: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GmmRun {
+    pub spec: GmmSpec,
+    pub config: GmmConfig,
+    pub rows: Vec<GmmGenerationStats>,
+    /// Chain 0's model at every generation (0 = the truth): the paper's panels.
+    pub chain0: Vec<Mixture>,
+    pub seconds: f64,
+}
+
+/// Per-chain quantities of one generation, in this order.
+const QUANTITIES: usize = 9;
+const L2: usize = 0;
+const LOGLIK: usize = 1;
+const DISTANCE: usize = 2;
+const MIN_EIG: usize = 3;
+const MAX_EIG: usize = 4;
+const MIN_WEIGHT: usize = 5;
+const VANISHED: usize = 6;
+const ITERATIONS: usize = 7;
+const UNCONVERGED: usize = 8;
+
+/// Chains per parallel block (fixed: block boundaries never depend on the thread count).
+const CHUNK: usize = 16;
+
+/// One chain's state.
+struct Chain {
+    rng: ChainRng,
+    model: Model,
+    /// keep:F: the kept points of the original sample.
+    kept: Vec<f64>,
+}
+
+/// Scratch space of one worker.
+struct Worker {
+    em: Em,
+    data: Vec<f64>,
+    white: Vec<f64>,
+    normal: StandardNormal,
+}
+
+/// The per-chain statistics of `model` against the truth.
+fn statistics(
+    model: &Model,
+    truth: &Mixture,
+    heldout: &[f64],
+    m: Option<u64>,
+    white: &mut [f64],
+) -> [f64; QUANTITIES] {
+    let d = model.dim;
+    let mixture = model.mixture();
+    let l2 = l2_sq(&mixture, truth);
+    let h = heldout.len() / d;
+    let loglik = heldout
+        .chunks_exact(d)
+        .map(|x| model.log_density(x, white))
+        .sum::<f64>()
+        / h as f64;
+    let (mut min_eig, mut max_eig) = (f64::INFINITY, 0.0f64);
+    for c in 0..model.components() {
+        let eig = SymmetricEigen::new(model.cov(c)).eigenvalues;
+        min_eig = eig.iter().fold(min_eig, |a, &b| a.min(b));
+        max_eig = eig.iter().fold(max_eig, |a, &b| a.max(b));
+    }
+    let min_weight = model.weights.iter().fold(1.0f64, |a, &b| a.min(b));
+    let vanished = m.is_some_and(|m| min_weight * (m as f64) < 1.0);
+    [
+        l2,
+        loglik,
+        mixture_w2_sq(&mixture, truth),
+        min_eig,
+        max_eig,
+        min_weight,
+        f64::from(u8::from(vanished)),
+        0.0,
+        0.0,
+    ]
+}
+
+/// MW2^2 between two mixtures when one has a single component (then the only coupling sends
+/// every component to it): sum_k w_k W2^2(N_k, N). NaN otherwise.
+pub fn mixture_w2_sq(a: &Mixture, b: &Mixture) -> f64 {
+    let (many, one) = match (a.components(), b.components()) {
+        (_, 1) => (a, b),
+        (1, _) => (b, a),
+        _ => return f64::NAN,
+    };
+    let mean_one = DVector::from_column_slice(one.mean(0));
+    let cov_one = one.cov(0);
+    (0..many.components())
+        .map(|k| {
+            let w2 = crate::mvn::w2_sq(
+                &DVector::from_column_slice(many.mean(k)),
+                &many.cov(k),
+                &mean_one,
+                &cov_one,
+            )
+            .unwrap_or(f64::NAN);
+            many.weights[k] * w2
+        })
+        .sum()
+}
+
+/// The held-out sample: H draws of D_0 from its own stream (chain index u64::MAX).
+fn heldout_sample(spec: &GmmSpec, config: &GmmConfig) -> Vec<f64> {
+    let mut rng = ChainRng::for_chain(config.seed, stream::GMM, u64::MAX);
+    let mut out = Vec::with_capacity(config.heldout as usize * spec.dim);
+    Model::of(&spec.truth).sample_into(
+        config.heldout as usize,
+        &mut rng,
+        &StandardNormal::new(),
+        &mut out,
+    );
+    out
+}
+
+fn check(spec: &GmmSpec, config: &GmmConfig) -> Result<(), SimError> {
+    if config.heldout == 0 || config.heldout > MAX_HELDOUT {
+        return Err(SimError::Invalid {
+            what: "heldout",
+            why: format!("must be in 1..={MAX_HELDOUT}, got {}", config.heldout),
+        });
+    }
+    if let Some(&m) = spec.sample_sizes().iter().find(|&&m| m > MAX_SAMPLES) {
+        return Err(SimError::Invalid {
+            what: "samples",
+            why: format!("at most {MAX_SAMPLES} points per generation, got {m}"),
+        });
+    }
+    let em = &config.em;
+    if !(em.tol.is_finite() && em.tol > 0.0) || em.max_iterations == 0 {
+        return Err(SimError::Invalid {
+            what: "em",
+            why: "tolerance must be finite and > 0, iterations >= 1".into(),
+        });
+    }
+    if !(em.covariance_floor.is_finite() && em.covariance_floor >= 0.0) {
+        return Err(SimError::Invalid {
+            what: "em",
+            why: "the covariance floor must be finite and >= 0".into(),
+        });
+    }
+    if spec.dim > 64 {
+        return Err(SimError::Invalid {
+            what: "dim",
+            why: format!("at most 64, got {}", spec.dim),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `config.chains` chains of `spec`. Errors (never panics) on bad settings.
+pub fn simulate(spec: &GmmSpec, config: &GmmConfig) -> Result<GmmRun, SimError> {
+    let spec = GmmSpec::new(
+        spec.components as u64,
+        spec.schedule.clone(),
+        spec.generations,
+        spec.truth.clone(),
+    )?
+    .with_strategy(spec.strategy)?;
+    check(&spec, config)?;
+    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
+    Ok(pool.install(|| run(&spec, config)))
+}
+
+fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
+    let start = Instant::now();
+    let d = spec.dim;
+    let sizes = spec.sample_sizes();
+    let truth_model = Model::of(&spec.truth);
+    let heldout = heldout_sample(spec, config);
+    let normal = StandardNormal::new();
+    let kept_count = match spec.strategy {
+        Strategy::Keep(_) => spec.strategy.kept(sizes[0]) as usize,
+        _ => 0,
+    };
+    let mut chains: Vec<Chain> = (0..config.chains)
+        .into_par_iter()
+        .map(|c| {
+            let mut rng = ChainRng::for_chain(config.seed, stream::GMM, c);
+            let mut kept = Vec::with_capacity(kept_count * d);
+            truth_model.sample_into(kept_count, &mut rng, &normal, &mut kept);
+            Chain {
+                rng,
+                model: truth_model.clone(),
+                kept,
+            }
+        })
+        .collect();
+    let new_worker = || Worker {
+        em: Em::new(),
+        data: Vec::new(),
+        white: vec![0.0; d],
+        normal: StandardNormal::new(),
+    };
+    let mut rows = Vec::with_capacity(sizes.len() + 1);
+    let mut chain0 = Vec::with_capacity(sizes.len() + 1);
+    let mut progress = Progress::new(spec.generations, config.progress);
+    for n in 0..=spec.generations {
+        let m = (n > 0).then(|| sizes[(n - 1) as usize]);
+        let blocks: Vec<[Accumulator; QUANTITIES]> = chains
+            .par_chunks_mut(CHUNK)
+            .map_init(new_worker, |w, block| {
+                let mut values = [[0.0; CHUNK]; QUANTITIES];
+                for (c, chain) in block.iter_mut().enumerate() {
+                    let mut fit = None;
+                    if let Some(m) = m {
+                        let m = m as usize;
+                        w.data.clear();
+                        let (real, synth) = match spec.strategy {
+                            Strategy::Mix(_) => {
+                                let r = spec.strategy.fresh_real(m as u64) as usize;
+                                (r, m - r)
+                            }
+                            Strategy::Keep(_) => {
+                                w.data.extend_from_slice(&chain.kept);
+                                (0, m - kept_count)
+                            }
+                            _ => (0, m),
+                        };
+                        truth_model.sample_into(real, &mut chain.rng, &w.normal, &mut w.data);
+                        chain
+                            .model
+                            .sample_into(synth, &mut chain.rng, &w.normal, &mut w.data);
+                        let mut next = Model::blank(spec.components, d);
+                        let report = w.em.fit(&w.data, &mut next, &config.em, &mut chain.rng);
+                        chain.model = next;
+                        fit = Some(report);
+                    }
+                    let mut s = statistics(&chain.model, &spec.truth, &heldout, m, &mut w.white);
+                    if let Some(report) = fit {
+                        s[ITERATIONS] = report.iterations as f64;
+                        s[UNCONVERGED] = f64::from(u8::from(!report.converged));
+                    }
+                    for (q, v) in values.iter_mut().zip(s) {
+                        q[c] = v;
+                    }
+                }
+                let len = block.len();
+                std::array::from_fn(|q| Accumulator::from_slice(&values[q][..len]))
+            })
+            .collect();
+        let total = blocks
+            .iter()
+            .fold([Accumulator::default(); QUANTITIES], |acc, b| {
+                std::array::from_fn(|q| acc[q].merge(&b[q]))
+            });
+        let s = |q: usize| {
+            let x = total[q].moments();
+            Summary {
+                mean: x.mean,
+                stderr: x.stderr,
+            }
+        };
+        rows.push(GmmGenerationStats {
+            n,
+            l2_sq: s(L2),
+            heldout_loglik: s(LOGLIK),
+            distance: s(DISTANCE),
+            min_eigenvalue: s(MIN_EIG),
+            max_eigenvalue: s(MAX_EIG),
+            min_weight: s(MIN_WEIGHT),
+            vanished_fraction: s(VANISHED).mean,
+            em_iterations: s(ITERATIONS),
+            unconverged_fraction: s(UNCONVERGED).mean,
+        });
+        chain0.push(chains[0].model.mixture());
+        progress.set(n);
+    }
+    progress.finish();
+    GmmRun {
+        spec: spec.clone(),
+        config: config.clone(),
+        rows,
+        chain0,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
