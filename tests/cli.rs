@@ -1066,8 +1066,8 @@ fn strategy_cli_contract_and_bad_input() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `--truth`: the theory prints the shape-free moments and rho; the simulation starts from D0;
-/// bad truths get one line and exit code 2.
+/// `--truth`: the theory prints the shape-free moments and rho; the simulation starts from D0,
+/// under any strategy; bad truths get one line and exit code 2.
 #[test]
 fn truth_cli_contract_and_bad_input() {
     let base = ["--samples", "10", "--generations", "4"];
@@ -1113,22 +1113,62 @@ fn truth_cli_contract_and_bad_input() {
             assert_refused(&collapse(&args), &format!("{args:?}"));
         }
     }
-    let out = collapse(
-        &[
+    // A non-normal truth under another strategy (proofs/strategies.md §11): the theory's moments
+    // are the normal truth's, its W2^2 bound gains 1 - rho^2 (sigma = 1) from generation 1 on,
+    // and the simulation runs from D0; a bad truth is still refused with a strategy.
+    let theory = |truth: &'static str| {
+        json(&collapse(
             &[
-                "simulate",
-                "gaussian",
-                "--truth",
-                "laplace",
-                "--strategy",
-                "accumulate",
-            ][..],
-            &["--chains", "10", "--seed", "1"][..],
+                &["theory", "gaussian", "--truth", truth, "--json"][..],
+                &["--strategy", "mix:0.1"][..],
+                &base[..],
+            ]
+            .concat(),
+        ))
+    };
+    let (laplace, normal) = (theory("laplace"), theory("normal"));
+    assert_eq!(laplace["truth"], "laplace");
+    assert_eq!(laplace["strategy"], "mix:0.1");
+    let rho = laplace["comonotone_correlation"]["rho"].as_f64().unwrap();
+    assert!(rho > 0.9 && rho < 0.99, "{rho}");
+    let num = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    for n in 0..=4 {
+        let (l, g) = (&laplace["rows"][n], &normal["rows"][n]);
+        assert_eq!(l["mean_sq_error"], g["mean_sq_error"], "n = {n}");
+        assert_eq!(l["expected_variance"], g["expected_variance"], "n = {n}");
+        assert_eq!(g["w2_sq_lower_bound"], g["mean_sq_error"], "n = {n}");
+        let gain = num(&l["w2_sq_lower_bound"]) - num(&l["mean_sq_error"]);
+        let floor = if n == 0 { 0.0 } else { 1.0 - rho * rho };
+        assert!((gain - floor).abs() < 1e-9, "n = {n}: {gain} vs {floor}");
+    }
+    let sim = json(&collapse(
+        &[
+            &["simulate", "gaussian", "--truth", "laplace", "--json"][..],
+            &["--strategy", "accumulate", "--chains", "500", "--seed", "3"][..],
             &base[..],
         ]
         .concat(),
+    ));
+    assert_eq!(
+        (&sim["truth"], &sim["strategy"]),
+        (&"laplace".into(), &"accumulate".into())
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(sim["rows"].as_array().unwrap().len(), 5);
+    assert!(sim["rows"][4]["w2_sq"]["mean"].as_f64().unwrap() > 0.0);
+    let args = [
+        &[
+            "simulate",
+            "gaussian",
+            "--truth",
+            "student:2",
+            "--strategy",
+            "mix:0.1",
+        ][..],
+        &["--chains", "10", "--seed", "1"][..],
+        &base[..],
+    ]
+    .concat();
+    assert_refused(&collapse(&args), "student:2 with mix:0.1");
 }
 
 /// `--strategy` on `theory mvn` and `simulate mvn` (proofs/strategies.md §10): the theory is the

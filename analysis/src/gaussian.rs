@@ -62,7 +62,8 @@ pub struct GaussianSpec {
     /// is `crate::strategy::strategy_theory` (proofs/strategies.md).
     pub strategy: Strategy,
     /// The true distribution D0 (`normal` unless set by [`GaussianSpec::with_truth`]): its
-    /// shape enters only through the first fit and W2 (`crate::truth`, proofs/truths.md).
+    /// shape enters only through the real data and W2 (`crate::truth`, proofs/truths.md,
+    /// proofs/strategies.md §11).
     pub truth: Truth,
 }
 
@@ -103,30 +104,13 @@ impl GaussianSpec {
     /// M_i >= round(F M_0) for every i; proofs/strategies.md §1).
     pub fn with_strategy(self, strategy: Strategy) -> Result<GaussianSpec, SpecError> {
         strategy.validate(&self.sample_sizes())?;
-        if self.truth != Truth::Normal && strategy != Strategy::Replace {
-            return Err(SpecError::invalid(
-                "strategy",
-                format!(
-                    "only replace is supported with a non-normal truth (got {} with {})",
-                    strategy.label(),
-                    self.truth.label()
-                ),
-            ));
-        }
         Ok(GaussianSpec { strategy, ..self })
     }
 
-    /// The same process from a non-normal truth D0 with mean 0 and variance sigma^2.
+    /// The same process from a truth D0 with mean 0 and variance sigma^2, under any strategy:
+    /// every real point (D_0, fresh real draws, kept points) is a draw of D0
+    /// (proofs/strategies.md §11). `Truth::parse` refuses truths without a finite variance.
     pub fn with_truth(self, truth: Truth) -> Result<GaussianSpec, SpecError> {
-        if truth != Truth::Normal && self.strategy != Strategy::Replace {
-            return Err(SpecError::invalid(
-                "truth",
-                format!(
-                    "a non-normal truth is supported with the replace strategy only (got {})",
-                    self.strategy.label()
-                ),
-            ));
-        }
         Ok(GaussianSpec { truth, ..self })
     }
 

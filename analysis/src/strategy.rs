@@ -16,9 +16,14 @@
 //! With e_n = E[(mu_n - mu)^2] and v_n = E[sigma_n^2], every strategy but replace has a linear
 //! recursion with exact rational coefficients (§2–§6 of the proof), computed here in exact
 //! rationals (`rug::Rational`) for up to [`EXACT_GENERATIONS`] generations and in balls beyond.
+//!
+//! The truth may be any D0 of `crate::truth` (mean mu, variance sigma^2): the real points are
+//! draws of D0, e_n and v_n are those of the normal truth (they involve only second moments of
+//! the points), and the W2^2 lower bound to D0 gains sigma^2 (1 - rho^2) (§11 of the proof).
 
 use crate::ball::Ball;
 use crate::gaussian::{Estimator, GaussianSpec};
+use crate::truth::Truth;
 use crate::{SpecError, bits_for_digits};
 use rug::{Integer, Rational};
 
@@ -157,8 +162,9 @@ impl Strategy {
 /// size grows with every generation).
 pub const EXACT_GENERATIONS: u64 = 500;
 
-/// E[(mu_n - mu)^2], E[sigma_n^2] and the lower bound E[(mu_n - mu)^2] <= E[W2^2] at
-/// generation n.
+/// E[(mu_n - mu)^2], E[sigma_n^2] and the lower bound E[(mu_n - mu)^2] + sigma^2 (1 - rho^2)
+/// <= E[W2^2] to D0 at generation n (rho = 1 for the normal truth; the bound is 0 at n = 0, where
+/// the model is D0 itself; [`w2_shape_floor`]).
 #[derive(Debug, Clone)]
 pub struct StrategyRow {
     pub n: u64,
@@ -645,13 +651,39 @@ pub fn w2_bounded(spec: &GaussianSpec) -> Option<bool> {
     }
 }
 
-fn rows_from(moments: Vec<(Ball, Ball)>) -> Vec<StrategyRow> {
+/// sigma^2 (1 - rho_hi^2), with rho_hi = rho + its error bound (exact sum, at most 1), for a
+/// non-normal truth; None for the normal truth. For every s >= 0,
+/// s^2 + sigma^2 - 2 rho sigma s >= sigma^2 (1 - rho^2) >= this, so E[(mu_n - mu)^2] plus it is a
+/// lower bound of E[W2^2] to D0 for n >= 1 however sigma_n is distributed (proofs/strategies.md
+/// claim strategies.11.2); the upper end of rho keeps the bound certified.
+pub fn w2_shape_floor(spec: &GaussianSpec) -> Option<Rational> {
+    if spec.truth == Truth::Normal {
+        return None;
+    }
+    let c = spec.truth.comonotone_correlation();
+    let rho_hi = Rational::from_f64(c.rho).expect("finite rho")
+        + Rational::from_f64(c.error_bound).expect("finite bound");
+    let rho_hi = rho_hi.min(Rational::from(1));
+    let one_minus = Rational::from(1) - Rational::from(rho_hi.square_ref());
+    Some(one_minus * Exact.sigma2(spec.sigma))
+}
+
+/// The bound of generation n from E[(mu_n - mu)^2]: itself for the normal truth (and at n = 0),
+/// plus the shape floor otherwise.
+fn w2_bound(e: &Ball, n: u64, floor: Option<&Rational>) -> Ball {
+    match floor {
+        Some(f) if n > 0 => e.add(&Ball::exact(e.prec(), f.clone())),
+        _ => e.clone(),
+    }
+}
+
+fn rows_from(moments: Vec<(Ball, Ball)>, floor: Option<&Rational>) -> Vec<StrategyRow> {
     moments
         .into_iter()
         .enumerate()
         .map(|(n, (e, v))| StrategyRow {
             n: n as u64,
-            w2_sq_lower_bound: e.clone(),
+            w2_sq_lower_bound: w2_bound(&e, n as u64, floor),
             mean_sq_error: e,
             expected_variance: v,
         })
@@ -665,7 +697,7 @@ pub fn strategy_theory_at_precision(spec: &GaussianSpec, prec: u32) -> StrategyT
         spec: spec.clone(),
         precision_bits: prec,
         exact: false,
-        rows: rows_from(moments(&a, spec)),
+        rows: rows_from(moments(&a, spec), w2_shape_floor(spec).as_ref()),
         stationary: stationary_exact(spec).map(|(e, v)| Stationary {
             mean_sq_error: a.q(e),
             expected_variance: a.q(v),
@@ -674,13 +706,15 @@ pub fn strategy_theory_at_precision(spec: &GaussianSpec, prec: u32) -> StrategyT
     }
 }
 
-/// E[(mu_n - mu)^2], E[sigma_n^2] and the lower bound E[(mu_n - mu)^2] <= E[W2^2] for n = 0..=N
-/// under the spec's strategy, each with at least `digits` certified digits where the precision
+/// E[(mu_n - mu)^2], E[sigma_n^2] and the lower bound of E[W2^2] to D0 ([`StrategyRow`]) for
+/// n = 0..=N under the spec's strategy and truth, each with at least `digits` certified digits where the precision
 /// cap allows (check `min_certified_digits`), with the stationary values and the boundedness of
 /// E[W2^2]. `replace` takes these rows from `gaussian::theory` (the same balls); up to
 /// [`EXACT_GENERATIONS`] generations the other strategies are computed in exact rationals and
-/// rounded once. Derivations: proofs/strategies.md.
+/// rounded once. e_n and v_n do not depend on the truth's shape. Derivations:
+/// proofs/strategies.md.
 pub fn strategy_theory(spec: &GaussianSpec, digits: u32) -> Result<StrategyTheory, SpecError> {
+    let floor = w2_shape_floor(spec);
     if spec.strategy == Strategy::Replace {
         let t = crate::gaussian::theory(spec, digits)?;
         let rows = t
@@ -690,7 +724,7 @@ pub fn strategy_theory(spec: &GaussianSpec, digits: u32) -> Result<StrategyTheor
                 n: r.n,
                 mean_sq_error: r.mean_sq_error.clone(),
                 expected_variance: r.expected_variance.clone(),
-                w2_sq_lower_bound: r.w2_sq_lower_bound.clone(),
+                w2_sq_lower_bound: w2_bound(&r.w2_sq_lower_bound, r.n, floor.as_ref()),
             })
             .collect();
         return Ok(StrategyTheory {
@@ -719,7 +753,7 @@ pub fn strategy_theory(spec: &GaussianSpec, digits: u32) -> Result<StrategyTheor
             spec: spec.clone(),
             precision_bits: prec,
             exact: true,
-            rows: rows_from(rows),
+            rows: rows_from(rows, floor.as_ref()),
             stationary: stationary_exact(spec).map(|(e, v)| Stationary {
                 mean_sq_error: a.q(e),
                 expected_variance: a.q(v),

@@ -146,9 +146,11 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
             chi_square: ChiSquareConstants::new((m - 1) as f64),
         })
         .collect();
-    // A non-normal truth: generation 1 is fitted to M_0 draws of D0; W2 to D0 gains
+    // A non-normal truth: generation 1 is fitted to M_0 draws of D0 (and, under a strategy,
+    // the fresh or kept real points are draws of D0: `strategies`); W2 to D0 gains
     // 2 sigma (1 - rho) sigma_n (crate::truth). Generation 0 is D0 itself (W2 = 0).
     let truth = spec.truth;
+    let real_truth = strategies::non_normal(spec);
     let shape = 2.0 * sigma * (1.0 - truth.comonotone_correlation().rho);
     // What each generation does (all `Replace` for the paper's strategy).
     let plans = strategies::plans(spec);
@@ -203,6 +205,7 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
                             log_variance,
                             sigma_n,
                             kept,
+                            (real_truth, n == 1),
                         );
                     } else if let Some(step) = &step {
                         let len = rng.len();
@@ -541,21 +544,12 @@ mod tests {
                 );
             }
         }
-        // A non-normal truth with another strategy is refused, in either order.
+        // A non-normal truth combines with any strategy, in either order (proofs/strategies.md
+        // §11; checked in `strategies/tests.rs`).
         let mix = collapse_analysis::Strategy::parse("mix:0.5").unwrap();
-        assert!(
-            spec(m, 5)
-                .with_truth(Truth::Laplace)
-                .unwrap()
-                .with_strategy(mix)
-                .is_err()
-        );
-        assert!(
-            spec(m, 5)
-                .with_strategy(mix)
-                .unwrap()
-                .with_truth(Truth::Laplace)
-                .is_err()
-        );
+        let a = spec(m, 5).with_truth(Truth::Laplace).unwrap();
+        let a = a.with_strategy(mix).unwrap();
+        let b = spec(m, 5).with_strategy(mix).unwrap();
+        assert_eq!(a, b.with_truth(Truth::Laplace).unwrap());
     }
 }

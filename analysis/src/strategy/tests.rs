@@ -703,3 +703,95 @@ fn mle_keeps_the_second_moment() {
         }
     }
 }
+
+/// strategies.11.1, 11.2: a non-normal truth leaves e_n and v_n exactly as the normal truth's
+/// (exact rationals equal, balls equal bit for bit), and raises the W2^2 bound to
+/// e_n + sigma^2 (1 - rho^2) for n >= 1 (rho's upper end): for the normal truth (rho = 1) the
+/// bound is e_n bit for bit, as before; for every truth it lies below the Jensen bound
+/// e_n + v_n + sigma^2 - 2 rho sigma sqrt(v_n) (a second route from the same moments), and for
+/// replace with the normal truth below the exact E[W2^2] of `gaussian::theory`.
+#[test]
+fn non_normal_truths_keep_the_moments_and_raise_the_w2_bound() {
+    use crate::truth::Truth;
+    let strategies = [
+        Strategy::Replace,
+        Strategy::Accumulate,
+        Strategy::AccumulateSubsample,
+        Strategy::Mix(0.3),
+        Strategy::Keep(0.2),
+    ];
+    let truths = [
+        Truth::Laplace,
+        Truth::Student(10.0),
+        Truth::Student(3.0),
+        Truth::Uniform,
+        Truth::Mixture,
+    ];
+    let sigma = 1.3;
+    let sigma_ball = Ball::from_f64(64, sigma);
+    let mut checked = 0;
+    for est in ESTIMATORS {
+        for (schedule, m) in [("constant", Some(10)), ("list:6,10,4,12", None)] {
+            for strategy in strategies {
+                let normal = with(&spec(schedule, m, est, sigma, 30), strategy);
+                let tn = strategy_theory(&normal, 25).unwrap();
+                // rho = 1: the bound is E[(mu_n - mu)^2] itself, as before.
+                assert_eq!(w2_shape_floor(&normal), None);
+                for r in &tn.rows {
+                    assert_eq!(r.w2_sq_lower_bound.mid(), r.mean_sq_error.mid());
+                    assert_eq!(r.w2_sq_lower_bound.rad(), r.mean_sq_error.rad());
+                }
+                if strategy == Strategy::Replace {
+                    let g = crate::gaussian::theory(&normal, 25).unwrap();
+                    for (r, gr) in tn.rows.iter().zip(&g.rows) {
+                        assert!(r.w2_sq_lower_bound.lower() <= gr.expected_w2_sq.upper());
+                    }
+                }
+                let exact = exact_moments(&normal);
+                for truth in truths {
+                    let s = normal.clone().with_truth(truth).unwrap();
+                    assert_eq!(exact_moments(&s), exact, "{truth:?} {strategy:?}");
+                    let t = strategy_theory(&s, 25).unwrap();
+                    assert_eq!(t.precision_bits, tn.precision_bits);
+                    assert!(t.min_certified_digits() >= 25, "{truth:?} {strategy:?}");
+                    let c = truth.comonotone_correlation();
+                    assert!(c.rho < 1.0);
+                    let floor = sigma * sigma * (1.0 - c.rho * c.rho);
+                    let rho = Ball::from_f64(64, c.rho).widen(&Float::with_val(64, c.error_bound));
+                    for (r, rn) in t.rows.iter().zip(&tn.rows) {
+                        let what = format!("{truth:?} {strategy:?} {est:?} {schedule} n = {}", r.n);
+                        for (a, b) in [
+                            (&r.mean_sq_error, &rn.mean_sq_error),
+                            (&r.expected_variance, &rn.expected_variance),
+                        ] {
+                            assert_eq!(a.mid(), b.mid(), "{what}");
+                            assert_eq!(a.rad(), b.rad(), "{what}");
+                        }
+                        let bound = &r.w2_sq_lower_bound;
+                        if r.n == 0 {
+                            // Generation 0 is D0 itself: W2 = 0.
+                            assert_eq!(bound.to_f64(), 0.0, "{what}");
+                            continue;
+                        }
+                        // rho's upper end lowers the gain by at most 2 sigma^2 error_bound.
+                        let gain = bound.to_f64() - r.mean_sq_error.to_f64();
+                        let slack = 2.0 * sigma * sigma * c.error_bound;
+                        assert!(
+                            gain <= floor + 1e-14 && gain >= floor - slack - 1e-14,
+                            "{what}: {gain} {floor}"
+                        );
+                        let v = &r.expected_variance;
+                        let jensen = r
+                            .mean_sq_error
+                            .add(v)
+                            .add(&sigma_ball.square())
+                            .sub(&rho.mul(&sigma_ball).mul(&v.sqrt()).mul_f64(2.0));
+                        assert!(bound.lower() <= jensen.upper(), "{what}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 2 * 5 * 5 * 30);
+}

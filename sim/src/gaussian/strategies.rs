@@ -17,6 +17,13 @@
 //! one chain at a time through all generations with its pool in one buffer per block, and
 //! keeps each chain's (mu_n, ln sigma_n^2) for the statistics, which are then reduced
 //! generation by generation in block order as in `run`.
+//!
+//! A non-normal truth D0 (proofs/strategies.md §11): the real points — D_0 (every batch of
+//! generation 1, whose model 0 is D0), `mix`'s fresh real batches, `keep`'s kept points and the
+//! first M_0 points of `accumulate-subsample`'s pool — are drawn point by point as g(Z) through
+//! `Truth::at_normal_score`, under both methods: the (mean, SS) of a batch of non-normal points
+//! has no law to draw from. Synthetic batches (draws of a Gaussian model) keep the method's route.
+//! The normal truth keeps its own draws, so its output is unchanged.
 
 use super::{BlockStats, CHUNK, ChainEnd, GaussianRun, block_stats};
 use super::{EnsembleConfig, Method};
@@ -25,6 +32,7 @@ use crate::normal::StandardNormal;
 use crate::rng::{ChainRng, stream, subsample_rows_to_front};
 use crate::stats::QuantileTracker;
 use crate::{SimError, vmath};
+use collapse_analysis::truth::Truth;
 use collapse_analysis::{Estimator, GaussianSpec, Strategy};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -67,6 +75,28 @@ impl Batch {
             }
         }
     }
+
+    /// As `draw`, but from `truth` when it is given (a batch of real points of a non-normal
+    /// D0, drawn point by point under either method: see the module doc).
+    fn draw_from(
+        &self,
+        truth: Option<Truth>,
+        method: Method,
+        rngs: &mut [ChainRng],
+        zbar: &mut [f64],
+        ss: &mut [f64],
+    ) {
+        match truth {
+            Some(truth) => super::fit_truth_sample_many(rngs, truth, self.m, zbar, ss),
+            None => self.draw(method, rngs, zbar, ss),
+        }
+    }
+}
+
+/// The truth real points are drawn from: None for the normal truth (drawn as the method's
+/// standard normals, as before non-normal truths existed).
+pub(super) fn non_normal(spec: &GaussianSpec) -> Option<Truth> {
+    (spec.truth != Truth::Normal).then_some(spec.truth)
 }
 
 /// What one generation does (for model i+1, i = 0..N-1).
@@ -147,7 +177,8 @@ pub(super) fn plans(spec: &GaussianSpec) -> Vec<Plan> {
 }
 
 /// The kept points' (mean, SS) of every chain for `keep` with K >= 1 (the first draws of each
-/// chain's stream: the K points of D_0 that every training set keeps); empty otherwise.
+/// chain's stream: the K points of D_0 that every training set keeps, drawn from D0); empty
+/// otherwise.
 pub(super) fn draw_kept(
     spec: &GaussianSpec,
     method: Method,
@@ -158,6 +189,7 @@ pub(super) fn draw_kept(
         return Vec::new();
     }
     let batch = Batch::new(k);
+    let truth = non_normal(spec);
     let (sigma, sigma2) = (spec.sigma, spec.sigma * spec.sigma);
     let mut kept = vec![[0.0; 2]; rngs.len()];
     rngs.par_chunks_mut(CHUNK)
@@ -165,7 +197,7 @@ pub(super) fn draw_kept(
         .for_each(|(rng, kept)| {
             let len = rng.len();
             let (mut z, mut ss) = ([0.0; CHUNK], [0.0; CHUNK]);
-            batch.draw(method, rng, &mut z[..len], &mut ss[..len]);
+            batch.draw_from(truth, method, rng, &mut z[..len], &mut ss[..len]);
             for c in 0..len {
                 kept[c] = [sigma * z[c], sigma2 * ss[c]];
             }
@@ -173,7 +205,9 @@ pub(super) fn draw_kept(
     kept
 }
 
-/// One generation of a block of chains under a non-replace plan.
+/// One generation of a block of chains under a non-replace plan. `truth` is the non-normal D0
+/// (None: normal) and `first` says that this step fits model 1, whose model 0 is D0 itself (so
+/// every batch of it is real).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn advance(
     plan: &Plan,
@@ -184,7 +218,9 @@ pub(super) fn advance(
     log_variance: &mut [f64],
     sigma_n: &mut [f64],
     kept: &[[f64; 2]],
+    (truth, first): (Option<Truth>, bool),
 ) {
+    let model_truth = truth.filter(|_| first);
     let len = rngs.len();
     assert!(mean_offset.len() == len && log_variance.len() == len && sigma_n.len() == len);
     match plan {
@@ -198,7 +234,7 @@ pub(super) fn advance(
         } => {
             let (mut z, mut ss) = ([0.0; CHUNK], [0.0; CHUNK]);
             let (z, ss) = (&mut z[..len], &mut ss[..len]);
-            batch.draw(method, rngs, z, ss);
+            batch.draw_from(model_truth, method, rngs, z, ss);
             for c in 0..len {
                 mean_offset[c] += sigma_n[c] * (weight * z[c]);
                 let merged = d_prev + ss[c] + between * z[c] * z[c];
@@ -217,10 +253,10 @@ pub(super) fn advance(
             let (mut zs, mut sss) = ([0.0; CHUNK], [0.0; CHUNK]);
             // Each chain draws its real batch, then its synthetic batch.
             if let Some(real) = real {
-                real.draw(method, rngs, &mut zr[..len], &mut ssr[..len]);
+                real.draw_from(truth, method, rngs, &mut zr[..len], &mut ssr[..len]);
             }
             if let Some(synth) = synth {
-                synth.draw(method, rngs, &mut zs[..len], &mut sss[..len]);
+                synth.draw_from(model_truth, method, rngs, &mut zs[..len], &mut sss[..len]);
             }
             let sigma2 = sigma * sigma;
             let total = anchor + synth_count;
@@ -314,13 +350,14 @@ fn mean_and_ss(x: &[f64]) -> (f64, f64) {
 }
 
 /// One chain of `accumulate-subsample` through all generations: (mu_n - mu, ln sigma_n^2) for
-/// n = 1..=N written at `stride` intervals from `offset` of `means` and `logs`.
+/// n = 1..=N written at `stride` intervals from `offset` of `means` and `logs`. The first M_0
+/// points of the pool are drawn from `truth` (None: the normal truth).
 #[allow(clippy::too_many_arguments)]
 fn subsample_chain(
     rng: &mut ChainRng,
     sizes: &[u64],
     divisors: &[f64],
-    sigma: f64,
+    (sigma, truth): (f64, Option<Truth>),
     pool: &mut Vec<f64>,
     means: &mut [f64],
     logs: &mut [f64],
@@ -329,7 +366,8 @@ fn subsample_chain(
     let normal = StandardNormal::new();
     pool.clear();
     for _ in 0..sizes[0] {
-        pool.push(sigma * normal.sample(rng));
+        let z = normal.sample(rng);
+        pool.push(sigma * truth.map_or(z, |t| t.at_normal_score(z)));
     }
     for (i, &m) in sizes.iter().enumerate() {
         let m = m as usize;
@@ -361,6 +399,9 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
         .map(|&m| spec.estimator.divisor(m) as f64)
         .collect();
     let pool_len: u64 = sizes.iter().sum();
+    let truth = non_normal(spec);
+    // W2 to D0 gains 2 sigma (1 - rho) sigma_n for n >= 1 (as in `run`).
+    let shape = 2.0 * sigma * (1.0 - spec.truth.comonotone_correlation().rho);
     let gens = spec.generations as usize;
     let r = config.chains as usize;
     let blocks: Vec<(usize, usize)> = (0..r)
@@ -380,7 +421,7 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
                     &mut rng,
                     &sizes,
                     &divisors,
-                    sigma,
+                    (sigma, truth),
                     &mut pool,
                     &mut means,
                     &mut logs,
@@ -419,7 +460,7 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
                     w2,
                     sigma,
                     collapse_threshold,
-                    0.0, // strategies run from the normal truth only
+                    if n == 0 { 0.0 } else { shape },
                 )
             })
             .collect();
