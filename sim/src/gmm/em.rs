@@ -3,7 +3,8 @@
 //! max_iter=2000)`), deterministic for a given stream.
 //!
 //! - Initialisation: k-means++ seeding (D^2 sampling), then Lloyd's iterations until no label
-//!   changes (at most `KMEANS_ITERATIONS`); the labels give one-hot responsibilities, and the
+//!   changes or the centres move by less than scikit-learn's tolerance (at most
+//!   `KMEANS_ITERATIONS`); the labels give one-hot responsibilities, and the
 //!   first M-step gives the initial mixture (as scikit-learn's `init_params="kmeans"`).
 //! - E-step: log w_k + ln N(x; mu_k, Sigma_k) through the Cholesky factor of Sigma_k, and
 //!   responsibilities by log-sum-exp (no overflow or underflow for far points).
@@ -18,6 +19,20 @@ use crate::rng::{ChainRng, below};
 
 /// Lloyd iterations of the k-means initialisation at most (scikit-learn's `max_iter`).
 pub const KMEANS_ITERATIONS: usize = 300;
+/// Relative tolerance of the k-means centre shift (scikit-learn's `tol`).
+pub const KMEANS_TOL: f64 = 1e-4;
+
+/// The index of the centre (rows of d) nearest to `p` (the first on ties).
+fn nearest(p: &[f64], centres: &[f64], d: usize) -> usize {
+    let mut best = (f64::INFINITY, 0);
+    for (c, centre) in centres.chunks_exact(d).enumerate() {
+        let dc: f64 = p.iter().zip(centre).map(|(a, b)| (a - b) * (a - b)).sum();
+        if dc < best.0 {
+            best = (dc, c);
+        }
+    }
+    best.1
+}
 
 /// The settings of one EM fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,8 +67,13 @@ pub struct FitReport {
 /// Scratch space of EM (grown on demand; no allocation once warm).
 #[derive(Default, Clone)]
 pub struct Em {
-    /// M x K responsibilities (row i, column k at i K + k).
+    /// K x M responsibilities (component k, point i at k M + i).
     resp: Vec<f64>,
+    /// The points coordinate-major: coordinate j of point i at j M + i.
+    xt: Vec<f64>,
+    /// Per block of points: K rows of log-densities, d rows of whitened coordinates.
+    lp: Vec<f64>,
+    white_block: Vec<f64>,
     /// K x d centres of k-means.
     centres: Vec<f64>,
     labels: Vec<usize>,
@@ -88,13 +108,21 @@ impl Em {
         self.resp.resize(m * k, 0.0);
         self.centred.resize(d, 0.0);
         self.white.resize(d, 0.0);
+        self.xt.resize(m * d, 0.0);
+        for (i, p) in x.chunks_exact(d).enumerate() {
+            for (j, &v) in p.iter().enumerate() {
+                self.xt[j * m + i] = v;
+            }
+        }
+        self.lp.resize(k * BLOCK, 0.0);
+        self.white_block.resize(d * BLOCK, 0.0);
         self.trace.clear();
         self.kmeans(x, d, k, rng);
         self.resp.fill(0.0);
         for (i, &l) in self.labels.iter().enumerate() {
-            self.resp[i * k + l] = 1.0;
+            self.resp[l * m + i] = 1.0;
         }
-        self.m_step(x, model, config.covariance_floor);
+        self.m_step(model, config.covariance_floor);
         let mut lower = f64::NEG_INFINITY;
         let mut report = FitReport {
             iterations: 0,
@@ -107,7 +135,7 @@ impl Em {
             if self.keep_trace {
                 self.trace.push(lower);
             }
-            self.m_step(x, model, config.covariance_floor);
+            self.m_step(model, config.covariance_floor);
             report = FitReport {
                 iterations: iteration,
                 converged: (lower - previous).abs() < config.tol,
@@ -159,18 +187,20 @@ impl Em {
         self.labels.clear();
         self.labels.resize(m, usize::MAX);
         self.counts.resize(k, 0);
+        // scikit-learn's stopping rule: the squared centre shift at most 1e-4 times the mean
+        // per-coordinate variance of the data.
+        let mut variance = 0.0;
+        for j in 0..d {
+            let mean = (0..m).map(|i| x[i * d + j]).sum::<f64>() / m as f64;
+            variance += (0..m).map(|i| (x[i * d + j] - mean).powi(2)).sum::<f64>() / m as f64;
+        }
+        let shift_tol = KMEANS_TOL * variance / d as f64;
         for _ in 0..KMEANS_ITERATIONS {
             let mut changed = false;
             for i in 0..m {
-                let mut best = (f64::INFINITY, 0);
-                for c in 0..k {
-                    let dc = sq(row(i), &self.centres[c * d..(c + 1) * d]);
-                    if dc < best.0 {
-                        best = (dc, c);
-                    }
-                }
-                changed |= self.labels[i] != best.1;
-                self.labels[i] = best.1;
+                let best = nearest(row(i), &self.centres, d);
+                changed |= self.labels[i] != best;
+                self.labels[i] = best;
             }
             if !changed {
                 break;
@@ -194,83 +224,178 @@ impl Em {
                     centre.iter_mut().for_each(|v| *v /= n);
                 }
             }
+            if sq(&old, &self.centres) <= shift_tol {
+                // Labels as of the final centres.
+                for i in 0..m {
+                    self.labels[i] = nearest(row(i), &self.centres, d);
+                }
+                break;
+            }
         }
     }
 
-    /// Responsibilities of the current model; returns the mean log-likelihood per point.
+    /// Responsibilities of the current model; returns the mean log-likelihood per point. The
+    /// body is compiled a second time with AVX2/FMA enabled, so that `vmath`'s fused
+    /// multiply-adds are single instructions there (the same correctly rounded results, so the
+    /// same bits, as the portable build's).
     fn e_step(&mut self, x: &[f64], model: &Model) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn with_fma(em: &mut Em, x: &[f64], model: &Model) -> f64 {
+            em.e_step_body(x, model)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::vmath::avx2::available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked).
+            return unsafe { with_fma(self, x, model) };
+        }
+        self.e_step_body(x, model)
+    }
+
+    /// Blocks of `BLOCK` points, component by component: the loops run over points with the
+    /// coordinates contiguous, so they vectorise; every point sees the same operations in the
+    /// same order as `Model::log_weighted_density` (the same bits).
+    #[inline(always)]
+    fn e_step_body(&mut self, _x: &[f64], model: &Model) -> f64 {
         let (d, k) = (model.dim, model.components());
-        let m = x.len() / d;
+        let m = self.xt.len() / d;
+        let t = d * (d + 1) / 2;
+        let constant = d as f64 * super::LN_2PI;
         let mut total = 0.0;
-        for i in 0..m {
-            let xi = &x[i * d..(i + 1) * d];
-            let r = &mut self.resp[i * k..(i + 1) * k];
-            let mut top = f64::NEG_INFINITY;
-            for (c, rc) in r.iter_mut().enumerate() {
-                *rc = model.log_weighted_density(c, xi, &mut self.white);
-                top = top.max(*rc);
+        let mut start = 0;
+        while start < m {
+            let n = BLOCK.min(m - start);
+            for c in 0..k {
+                let l = &model.factors[c * t..(c + 1) * t];
+                let mu = &model.means[c * d..(c + 1) * d];
+                let mut q = [0.0; BLOCK];
+                for j in 0..d {
+                    let row = &l[j * (j + 1) / 2..j * (j + 1) / 2 + j + 1];
+                    let xj = &self.xt[j * m + start..j * m + start + n];
+                    let (done, rest) = self.white_block.split_at_mut(j * BLOCK);
+                    let wj = &mut rest[..n];
+                    for (w, &v) in wj.iter_mut().zip(xj) {
+                        *w = v - mu[j];
+                    }
+                    for (lj, &a) in row[..j].iter().enumerate() {
+                        let wl = &done[lj * BLOCK..lj * BLOCK + n];
+                        for (w, &b) in wj.iter_mut().zip(wl) {
+                            *w -= a * b;
+                        }
+                    }
+                    let diag = row[j];
+                    for (w, qi) in wj.iter_mut().zip(q.iter_mut()) {
+                        *w /= diag;
+                        *qi += *w * *w;
+                    }
+                }
+                let base = model.log_weights[c];
+                let half = constant + model.log_dets[c];
+                for (out, &qi) in self.lp[c * BLOCK..c * BLOCK + n].iter_mut().zip(&q) {
+                    *out = base - 0.5 * (half + qi);
+                }
             }
-            let mut sum = 0.0;
-            for rc in r.iter_mut() {
-                *rc = crate::vmath::exp(*rc - top);
-                sum += *rc;
+            let mut top = [f64::NEG_INFINITY; BLOCK];
+            for c in 0..k {
+                for (t, &v) in top.iter_mut().zip(&self.lp[c * BLOCK..c * BLOCK + n]) {
+                    *t = t.max(v);
+                }
             }
-            for rc in r.iter_mut() {
-                *rc /= sum;
+            let mut sum = [0.0; BLOCK];
+            for c in 0..k {
+                let lp = &mut self.lp[c * BLOCK..c * BLOCK + n];
+                for ((v, &t), s) in lp.iter_mut().zip(&top).zip(sum.iter_mut()) {
+                    *v = crate::vmath::exp(*v - t);
+                    *s += *v;
+                }
             }
-            total += top + crate::vmath::ln(sum);
+            for c in 0..k {
+                let lp = &self.lp[c * BLOCK..c * BLOCK + n];
+                let r = &mut self.resp[c * m + start..c * m + start + n];
+                for ((r, &v), &s) in r.iter_mut().zip(lp).zip(&sum) {
+                    *r = v / s;
+                }
+            }
+            for (&t, &s) in top[..n].iter().zip(&sum) {
+                total += t + crate::vmath::ln(s);
+            }
+            start += n;
         }
         total / m as f64
     }
 
-    /// The mixture maximising the expected complete log-likelihood under `self.resp`.
-    fn m_step(&mut self, x: &[f64], model: &mut Model, floor: f64) {
+    /// The mixture maximising the expected complete log-likelihood under `self.resp`: N_k and
+    /// the means, then the scatter about the new means (centred: no cancellation when the
+    /// components are narrow beside their means). Sums over points keep four partial sums in a
+    /// fixed order (`sum4`), so they vectorise and never depend on the CPU.
+    fn m_step(&mut self, model: &mut Model, floor: f64) {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2(em: &mut Em, model: &mut Model, floor: f64) {
+            em.m_step_body(model, floor)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::vmath::avx2::available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked); the body has no fused operations.
+            return unsafe { with_avx2(self, model, floor) };
+        }
+        self.m_step_body(model, floor)
+    }
+
+    #[inline(always)]
+    fn m_step_body(&mut self, model: &mut Model, floor: f64) {
         let (d, k) = (model.dim, model.components());
-        let m = x.len() / d;
+        let m = self.xt.len() / d;
         let t = d * (d + 1) / 2;
+        let mut centred = std::mem::take(&mut self.centred);
+        centred.resize(d * m, 0.0);
         for c in 0..k {
-            let nk: f64 = (0..m).map(|i| self.resp[i * k + c]).sum::<f64>() + 10.0 * f64::EPSILON;
-            let mean = &mut model.means[c * d..(c + 1) * d];
-            mean.fill(0.0);
-            for i in 0..m {
-                let r = self.resp[i * k + c];
-                for (mu, v) in mean.iter_mut().zip(&x[i * d..(i + 1) * d]) {
-                    *mu += r * v;
+            let r = &self.resp[c * m..(c + 1) * m];
+            let nk = sum4(m, |i| r[i]) + 10.0 * f64::EPSILON;
+            model.weights[c] = nk;
+            for j in 0..d {
+                let xj = &self.xt[j * m..(j + 1) * m];
+                let mean = sum4(m, |i| r[i] * xj[i]) / nk;
+                model.means[c * d + j] = mean;
+                for (z, &v) in centred[j * m..(j + 1) * m].iter_mut().zip(xj) {
+                    *z = v - mean;
                 }
             }
-            mean.iter_mut().for_each(|v| *v /= nk);
             let cov = &mut model.covs[c * t..(c + 1) * t];
-            cov.fill(0.0);
-            for i in 0..m {
-                let r = self.resp[i * k + c];
-                for (z, (v, mu)) in self
-                    .centred
-                    .iter_mut()
-                    .zip(x[i * d..(i + 1) * d].iter().zip(mean.iter()))
-                {
-                    *z = v - mu;
-                }
-                let mut at = 0;
-                for a in 0..d {
-                    let ra = r * self.centred[a];
-                    for b in 0..=a {
-                        cov[at] += ra * self.centred[b];
-                        at += 1;
-                    }
-                }
-            }
             let mut at = 0;
             for a in 0..d {
+                let za = &centred[a * m..(a + 1) * m];
                 for b in 0..=a {
-                    cov[at] /= nk;
-                    if a == b {
-                        cov[at] += floor;
-                    }
+                    let zb = &centred[b * m..(b + 1) * m];
+                    let s = sum4(m, |i| r[i] * za[i] * zb[i]);
+                    cov[at] = s / nk + if a == b { floor } else { 0.0 };
                     at += 1;
                 }
             }
-            model.weights[c] = nk;
         }
+        self.centred = centred;
         model.refactor();
     }
+}
+
+/// Points per block of the E-step.
+const BLOCK: usize = 64;
+
+/// sum_i f(i) for i < n with four interleaved partial sums (values i mod 4), combined as
+/// (s0 + s1) + (s2 + s3): a fixed order that vectorises.
+#[inline(always)]
+fn sum4(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut s = [0.0; 4];
+    let mut i = 0;
+    while i + 4 <= n {
+        s[0] += f(i);
+        s[1] += f(i + 1);
+        s[2] += f(i + 2);
+        s[3] += f(i + 3);
+        i += 4;
+    }
+    for (lane, j) in (i..n).enumerate() {
+        s[lane] += f(j);
+    }
+    (s[0] + s[1]) + (s[2] + s[3])
 }
