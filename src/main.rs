@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod gmm;
 mod markov;
 mod mvn;
 mod strategy;
@@ -143,6 +144,25 @@ enum SimulateProcess {
         /// exact (draw all M_i vectors, O(M d^2)) or sufficient (Bartlett, O(d^3)).
         #[arg(long, default_value = "exact")]
         method: String,
+        /// Worker threads (results do not depend on it).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Gaussian mixture (K components, full covariances) re-fitted by EM to M_i samples of
+    /// itself each generation (the paper's: K = 2, N(0, I_2), M = 1000).
+    Gmm {
+        #[command(flatten)]
+        process: gmm::GmmArgs,
+        /// Number of independent chains R.
+        #[arg(long)]
+        chains: u64,
+        #[arg(long)]
+        seed: u64,
+        /// Size H of the held-out sample of the truth each fit is scored on.
+        #[arg(long, default_value_t = 1000)]
+        heldout: u64,
         /// Worker threads (results do not depend on it).
         #[arg(long)]
         threads: Option<usize>,
@@ -370,6 +390,25 @@ fn run(cli: Cli) -> Result<()> {
             config.progress = true;
             let run = collapse_sim::mvn::simulate(&spec, &config)?;
             mvn::print_simulation(&run, json)
+        }
+        Command::Simulate {
+            process:
+                SimulateProcess::Gmm {
+                    process,
+                    chains,
+                    seed,
+                    heldout,
+                    threads,
+                    json,
+                },
+        } => {
+            let spec = process.spec()?;
+            let mut config = collapse_sim::gmm::GmmConfig::new(chains, seed);
+            config.heldout = heldout;
+            config.threads = threads;
+            config.progress = true;
+            let run = collapse_sim::gmm::simulate(&spec, &config)?;
+            gmm::print_simulation(&run, json)
         }
         Command::Verify { scale, json } => verify(&scale, json),
         Command::Report { scale, out, seed } => {

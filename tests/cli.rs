@@ -1273,3 +1273,99 @@ fn mvn_strategy_cli_contract_and_bad_input() {
     assert_refused(&out, "accumulate-subsample with sufficient statistics");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--method exact"));
 }
+
+/// `simulate gmm`: the JSON rows of the issue's contract, the same bytes for any thread count,
+/// a truth read from a file, and bad input (K < 1, M < K (D + 1), a truth file that does not
+/// parse, weights not summing to 1, a truth of the wrong dimension, an accumulating strategy).
+#[test]
+fn gmm_simulate_contract_and_bad_input() {
+    let base = [
+        "simulate",
+        "gmm",
+        "--components",
+        "2",
+        "--dim",
+        "2",
+        "--samples",
+        "60",
+        "--generations",
+        "4",
+        "--chains",
+        "20",
+        "--seed",
+        "3",
+        "--heldout",
+        "200",
+        "--json",
+    ];
+    let run = |extra: &[&str]| collapse(&[&base[..], extra].concat());
+    let (one, two) = (run(&["--threads", "1"]), run(&["--threads", "2"]));
+    let value = json(&one);
+    assert_eq!(one.stdout, two.stdout);
+    assert_eq!(value["process"], "gmm");
+    let rows = value["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        for key in ["l2_sq", "heldout_loglik", "distance", "min_eigenvalue"] {
+            assert!(row[key]["mean"].is_f64(), "{key}: {row}");
+            assert!(row[key]["stderr"].is_f64(), "{key}: {row}");
+        }
+        let vanished = row["vanished_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&vanished));
+    }
+    assert_eq!(rows[0]["l2_sq"]["mean"], 0.0);
+    assert!(rows[4]["l2_sq"]["mean"].as_f64().unwrap() > 0.0);
+    let dir = scratch_dir("gmm");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let good = write(
+        "good.json",
+        r#"{"weights": [0.5, 0.5], "means": [[-2, 0], [2, 0]], "covs": [[[1, 0], [0, 1]], [[1, 0.2], [0.2, 1]]]}"#,
+    );
+    let value = json(&run(&["--truth", &good]));
+    assert_eq!(value["truth_components"], 2);
+    // Two components on both sides: no forced coupling, so no MW2.
+    assert!(value["rows"][1]["distance"]["mean"].is_null());
+    let bad_json = write("bad.json", "{\"weights\": [1.0], ");
+    let bad_sum = write(
+        "sum.json",
+        r#"{"weights": [0.5, 0.6], "means": [[0, 0], [1, 1]], "covs": [[[1, 0], [0, 1]], [[1, 0], [0, 1]]]}"#,
+    );
+    let three_d = write(
+        "three.json",
+        r#"{"weights": [1], "means": [[0, 0, 0]], "covs": [[[1, 0, 0], [0, 1, 0], [0, 0, 1]]]}"#,
+    );
+    let missing = dir.join("missing.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--components", "0"], "K = 0"),
+        (vec!["--samples", "5"], "M < K (D + 1)"),
+        (vec!["--truth", &bad_json], "truth not JSON"),
+        (vec!["--truth", &bad_sum], "weights sum to 1.1"),
+        (vec!["--truth", &three_d], "truth of the wrong dimension"),
+        (vec!["--truth", missing.to_str().unwrap()], "missing truth"),
+        (vec!["--strategy", "accumulate"], "accumulate"),
+        (vec!["--strategy", "mix:nan"], "mix:nan"),
+        (vec!["--heldout", "0"], "no held-out sample"),
+        (vec!["--chains", "0"], "no chains"),
+    ];
+    for (extra, what) in cases {
+        let mut args: Vec<&str> = vec!["simulate", "gmm", "--dim", "2", "--generations", "2"];
+        let has = |flag: &str| extra.contains(&flag);
+        if !has("--components") {
+            args.extend(["--components", "2"]);
+        }
+        if !has("--samples") {
+            args.extend(["--samples", "40"]);
+        }
+        if !has("--chains") {
+            args.extend(["--chains", "2"]);
+        }
+        args.extend(["--seed", "1"]);
+        args.extend(extra.iter().copied());
+        assert_refused(&collapse(&args), what);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
