@@ -143,7 +143,7 @@ pub fn print_simulation(run: &GmmRun, json: bool) -> Result<()> {
             "chains": run.config.chains,
             "seed": run.config.seed,
             "heldout": run.config.heldout,
-            "distance_method": "MW2^2 (mixture Wasserstein, an upper bound on W2^2; null unless one side has one component)",
+            "distance_method": "MW2^2 (mixture Wasserstein: the best coupling of components under Gaussian W2^2; an upper bound on W2^2)",
             "rows": rows,
         });
         outln!("{}", serde_json::to_string(&out)?);

@@ -8,9 +8,9 @@
 //! Per chain and generation: the squared L2 distance to D_0 (closed form), the mean
 //! log-likelihood of a fixed held-out sample of D_0 (H points drawn once from their own stream,
 //! shared by all chains), the mixture Wasserstein distance MW2^2 to D_0 (Delon & Desolneux
-//! 2020: the cost of the best coupling of components under Gaussian W2^2; an upper bound on
-//! W2^2, exact when both sides have one component; computed when one side has one component, the
-//! only coupling then), the smallest and largest covariance eigenvalues, the smallest weight,
+//! 2020: the cost of the best coupling of components under Gaussian W2^2, by an exact
+//! transportation simplex; an upper bound on W2^2, exact when both sides have one component),
+//! the smallest and largest covariance eigenvalues, the smallest weight,
 //! whether a component has vanished (weight below 1/M_i: less than one point's responsibility),
 //! and EM's iterations.
 //!
@@ -21,6 +21,7 @@
 //! (the component) and d normals; (keep) the kept points are the first draws of the chain.
 
 pub mod em;
+pub mod transport;
 
 use crate::SimError;
 use crate::normal::StandardNormal;
@@ -304,7 +305,7 @@ pub struct GmmGenerationStats {
     pub l2_sq: Summary,
     /// Mean log-likelihood of the held-out sample of D_0 under model n.
     pub heldout_loglik: Summary,
-    /// MW2^2(model n, D_0) (an upper bound on W2^2); NaN when neither side has one component.
+    /// MW2^2(model n, D_0) (an upper bound on W2^2).
     pub distance: Summary,
     /// Smallest and largest eigenvalue over the components' covariances.
     pub min_eigenvalue: Summary,
@@ -390,28 +391,29 @@ fn statistics(
     ]
 }
 
-/// MW2^2 between two mixtures when one has a single component (then the only coupling sends
-/// every component to it): sum_k w_k W2^2(N_k, N). NaN otherwise.
+/// MW2^2 between two mixtures (Delon & Desolneux 2020): the cheapest coupling of their
+/// components under the Gaussian W2^2 (Gelbrich's formula, `crate::mvn::w2_sq`), by the exact
+/// transportation simplex (`transport`). An upper bound on W2^2, equal to it between Gaussians.
+/// NaN if a W2 or the simplex fails (not seen on valid mixtures).
 pub fn mixture_w2_sq(a: &Mixture, b: &Mixture) -> f64 {
-    let (many, one) = match (a.components(), b.components()) {
-        (_, 1) => (a, b),
-        (1, _) => (b, a),
-        _ => return f64::NAN,
-    };
-    let mean_one = DVector::from_column_slice(one.mean(0));
-    let cov_one = one.cov(0);
-    (0..many.components())
-        .map(|k| {
+    let (k, l) = (a.components(), b.components());
+    let mut cost = Vec::with_capacity(k * l);
+    for i in 0..k {
+        let (mean_i, cov_i) = (DVector::from_column_slice(a.mean(i)), a.cov(i));
+        for j in 0..l {
             let w2 = crate::mvn::w2_sq(
-                &DVector::from_column_slice(many.mean(k)),
-                &many.cov(k),
-                &mean_one,
-                &cov_one,
-            )
-            .unwrap_or(f64::NAN);
-            many.weights[k] * w2
-        })
-        .sum()
+                &mean_i,
+                &cov_i,
+                &DVector::from_column_slice(b.mean(j)),
+                &b.cov(j),
+            );
+            cost.push(w2.unwrap_or(f64::NAN));
+        }
+    }
+    if cost.iter().any(|c| c.is_nan()) {
+        return f64::NAN;
+    }
+    transport::min_cost(&a.weights, &b.weights, &cost).unwrap_or(f64::NAN)
 }
 
 /// The held-out sample: H draws of D_0 from its own stream (chain index u64::MAX).

@@ -259,3 +259,48 @@ fn bad_settings_are_refused() {
     assert!(simulate(&spec, &config).is_err());
     assert!(simulate(&spec, &GmmConfig::new(0, 1)).is_err());
 }
+
+/// MW2^2 is zero between a mixture and itself with its components in another order, symmetric,
+/// Gelbrich's W2^2 between single Gaussians, and at least the squared distance between the means
+/// (W2^2 >= ||E x - E y||^2, and MW2 >= W2).
+#[test]
+fn mixture_w2_is_a_coupling_cost() {
+    let a = three_blobs();
+    let mut swapped = a.clone();
+    let d = a.dim;
+    swapped.weights.reverse();
+    let mut means = Vec::new();
+    let mut covs = Vec::new();
+    for k in (0..a.components()).rev() {
+        means.extend_from_slice(a.mean(k));
+        covs.extend_from_slice(&a.covs[k * d * d..(k + 1) * d * d]);
+    }
+    swapped.means = means;
+    swapped.covs = covs;
+    assert!(mixture_w2_sq(&a, &swapped).abs() < 1e-12);
+    let b = Mixture::standard_normal(2);
+    let (ab, ba) = (mixture_w2_sq(&a, &b), mixture_w2_sq(&b, &a));
+    assert!((ab - ba).abs() <= 1e-12 * ab);
+    let (ma, _) = a.moments();
+    let mean_gap: f64 = ma.iter().map(|x| x * x).sum();
+    assert!(ab >= mean_gap);
+    let c = Mixture::new(
+        vec![0.4, 0.6],
+        vec![vec![1.0, 1.0], vec![-3.0, 0.5]],
+        vec![
+            vec![vec![0.3, 0.0], vec![0.0, 2.0]],
+            vec![vec![1.0, 0.4], vec![0.4, 0.6]],
+        ],
+    )
+    .unwrap();
+    assert!(mixture_w2_sq(&a, &c) > 0.0 && mixture_w2_sq(&a, &c).is_finite());
+    let one = a.moment_matched();
+    let gelbrich = crate::mvn::w2_sq(
+        &DVector::from_column_slice(one.mean(0)),
+        &one.cov(0),
+        &DVector::zeros(2),
+        &DMatrix::identity(2, 2),
+    )
+    .unwrap();
+    assert!((mixture_w2_sq(&one, &b) - gelbrich).abs() <= 1e-12 * gelbrich);
+}
