@@ -130,7 +130,9 @@ fn compare(smoke: bool) {
     let run = simulate(&spec, &config).expect("valid run");
     let ours_seconds = t.elapsed().as_secs_f64();
     let last = run.chain0.last().expect("generations");
+    // Components of weight below 1/M have vanished (fitted to no point): left out.
     let mut sd: Vec<f64> = (0..last.components())
+        .filter(|&k| last.weights[k] * SAMPLES as f64 >= 1.0)
         .flat_map(|k| {
             nalgebra::SymmetricEigen::new(last.cov(k))
                 .eigenvalues

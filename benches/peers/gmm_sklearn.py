@@ -63,9 +63,14 @@ def main():
         out["generations"] = a.generations
         out["generations_seconds"] = time.perf_counter() - t
         out["generations_iterations_mean"] = total_iters / a.generations
+        # Components of weight below 1/M have vanished (fitted to no point): left out.
         out["final_sd"] = sorted(
-            float(s) for c in m.covariances_ for s in np.sqrt(np.linalg.eigvalsh(c))
+            float(s)
+            for w, c in zip(m.weights_, m.covariances_)
+            if w * a.samples >= 1
+            for s in np.sqrt(np.linalg.eigvalsh(c))
         )
+        out["final_weights"] = sorted(float(w) for w in m.weights_)
     print(json.dumps(out))
 
 

@@ -307,7 +307,8 @@ pub struct GmmGenerationStats {
     pub heldout_loglik: Summary,
     /// MW2^2(model n, D_0) (an upper bound on W2^2).
     pub distance: Summary,
-    /// Smallest and largest eigenvalue over the components' covariances.
+    /// Smallest and largest eigenvalue over the covariances of the live components (weight at
+    /// least 1/M; the heaviest always counts).
     pub min_eigenvalue: Summary,
     pub max_eigenvalue: Summary,
     pub min_weight: Summary,
@@ -370,14 +371,23 @@ fn statistics(
     let mixture = model.mixture();
     let l2 = l2_sq(&mixture, truth);
     let loglik = model.mean_log_density(heldout, white);
+    // Eigenvalues of the live components only: a vanished one (weight below 1/M) was fitted to
+    // no point's worth of responsibility, so its covariance is meaningless.
+    let live = |w: f64| m.is_none_or(|m| w * (m as f64) >= 1.0);
+    let heaviest = (0..model.components())
+        .max_by(|&a, &b| model.weights[a].total_cmp(&model.weights[b]))
+        .unwrap_or(0);
     let (mut min_eig, mut max_eig) = (f64::INFINITY, 0.0f64);
     for c in 0..model.components() {
+        if c != heaviest && !live(model.weights[c]) {
+            continue;
+        }
         let eig = SymmetricEigen::new(model.cov(c)).eigenvalues;
         min_eig = eig.iter().fold(min_eig, |a, &b| a.min(b));
         max_eig = eig.iter().fold(max_eig, |a, &b| a.max(b));
     }
     let min_weight = model.weights.iter().fold(1.0f64, |a, &b| a.min(b));
-    let vanished = m.is_some_and(|m| min_weight * (m as f64) < 1.0);
+    let vanished = !live(min_weight);
     [
         l2,
         loglik,
