@@ -304,3 +304,40 @@ fn mixture_w2_is_a_coupling_cost() {
     .unwrap();
     assert!((mixture_w2_sq(&one, &b) - gelbrich).abs() <= 1e-12 * gelbrich);
 }
+
+/// One component in one dimension without a floor is the `gaussian` process with the MLE
+/// estimator (proofs/gmm.md, claim gmm.2.1): the ensemble means of sigma_n^2 (the only
+/// eigenvalue) and of W2^2 = MW2^2 against `collapse_analysis::gaussian`'s exact theory at every
+/// generation, 2 x 8 pairs at 20000 chains; under normality the chance that any |z| exceeds 5
+/// is about 16 * 5.7e-7 = 1e-5. The theory moved by 5% is rejected (the test can fail).
+#[test]
+fn one_component_ensemble_matches_the_gaussian_theory() {
+    use collapse_analysis::gaussian::theory_at_precision;
+    use collapse_analysis::{Estimator, GaussianSpec};
+    let (m, n) = (20, 8);
+    let gaussian = GaussianSpec::new(Schedule::constant(m), Estimator::Mle, 1.0, n).unwrap();
+    let theory = theory_at_precision(&gaussian, 128);
+    let spec = GmmSpec::new(1, Schedule::constant(m), n, Mixture::standard_normal(1)).unwrap();
+    let mut config = GmmConfig::new(20_000, 5);
+    config.heldout = 10;
+    config.em.covariance_floor = 0.0;
+    let run = simulate(&spec, &config).unwrap();
+    let mut rejected = false;
+    for (row, t) in run.rows.iter().zip(&theory.rows).skip(1) {
+        assert_eq!(row.n, t.n);
+        for (s, exact) in [
+            (row.max_eigenvalue, t.expected_variance.to_f64()),
+            (row.distance, t.expected_w2_sq.to_f64()),
+        ] {
+            let z = (s.mean - exact) / s.stderr;
+            assert!(
+                z.abs() < 5.0,
+                "n = {}: {} vs {exact} (z = {z})",
+                row.n,
+                s.mean
+            );
+            rejected |= ((s.mean - 1.05 * exact) / s.stderr).abs() > 5.0;
+        }
+    }
+    assert!(rejected, "a 5% error goes unseen");
+}
