@@ -22,18 +22,6 @@ pub const KMEANS_ITERATIONS: usize = 300;
 /// Relative tolerance of the k-means centre shift (scikit-learn's `tol`).
 pub const KMEANS_TOL: f64 = 1e-4;
 
-/// The index of the centre (rows of d) nearest to `p` (the first on ties).
-fn nearest(p: &[f64], centres: &[f64], d: usize) -> usize {
-    let mut best = (f64::INFINITY, 0);
-    for (c, centre) in centres.chunks_exact(d).enumerate() {
-        let dc: f64 = p.iter().zip(centre).map(|(a, b)| (a - b) * (a - b)).sum();
-        if dc < best.0 {
-            best = (dc, c);
-        }
-    }
-    best.1
-}
-
 /// The settings of one EM fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmConfig {
@@ -196,13 +184,7 @@ impl Em {
         }
         let shift_tol = KMEANS_TOL * variance / d as f64;
         for _ in 0..KMEANS_ITERATIONS {
-            let mut changed = false;
-            for i in 0..m {
-                let best = nearest(row(i), &self.centres, d);
-                changed |= self.labels[i] != best;
-                self.labels[i] = best;
-            }
-            if !changed {
+            if !self.assign(d, k) {
                 break;
             }
             // New centres; an emptied cluster keeps its centre.
@@ -226,12 +208,61 @@ impl Em {
             }
             if sq(&old, &self.centres) <= shift_tol {
                 // Labels as of the final centres.
-                for i in 0..m {
-                    self.labels[i] = nearest(row(i), &self.centres, d);
-                }
+                self.assign(d, k);
                 break;
             }
         }
+    }
+
+    /// Labels every point with its nearest centre (the first on ties; squared distances summed
+    /// in coordinate order); returns whether a label changed. Centre by centre over the
+    /// coordinate-major points, so the loops vectorise.
+    fn assign(&mut self, d: usize, k: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn with_avx2(em: &mut Em, d: usize, k: usize) -> bool {
+            em.assign_body(d, k)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if crate::vmath::avx2::available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked); the body has no fused operations.
+            return unsafe { with_avx2(self, d, k) };
+        }
+        self.assign_body(d, k)
+    }
+
+    #[inline(always)]
+    fn assign_body(&mut self, d: usize, k: usize) -> bool {
+        let m = self.labels.len();
+        let mut changed = false;
+        let mut start = 0;
+        while start < m {
+            let n = BLOCK.min(m - start);
+            let mut best = [f64::INFINITY; BLOCK];
+            let mut label = [0usize; BLOCK];
+            for c in 0..k {
+                let centre = &self.centres[c * d..(c + 1) * d];
+                let mut dist = [0.0; BLOCK];
+                for (j, &cj) in centre.iter().enumerate() {
+                    let xj = &self.xt[j * m + start..j * m + start + n];
+                    for (s, &v) in dist.iter_mut().zip(xj) {
+                        *s += (v - cj) * (v - cj);
+                    }
+                }
+                for ((b, l), &s) in best.iter_mut().zip(label.iter_mut()).zip(&dist[..n]) {
+                    if s < *b {
+                        *b = s;
+                        *l = c;
+                    }
+                }
+            }
+            for (old, &new) in self.labels[start..start + n].iter_mut().zip(&label) {
+                changed |= *old != new;
+                *old = new;
+            }
+            start += n;
+        }
+        changed
     }
 
     /// Responsibilities of the current model; returns the mean log-likelihood per point. The
@@ -316,8 +347,13 @@ impl Em {
                     *r = v / s;
                 }
             }
-            for (&t, &s) in top[..n].iter().zip(&sum) {
-                total += t + crate::vmath::ln(s);
+            // The logarithms in their own loop (it vectorises), then the sum in point order.
+            let mut log_sum = [0.0; BLOCK];
+            for (l, &s) in log_sum.iter_mut().zip(&sum) {
+                *l = crate::vmath::ln(s);
+            }
+            for (&t, &l) in top[..n].iter().zip(&log_sum) {
+                total += t + l;
             }
             start += n;
         }
@@ -351,11 +387,11 @@ impl Em {
         centred.resize(d * m, 0.0);
         for c in 0..k {
             let r = &self.resp[c * m..(c + 1) * m];
-            let nk = sum4(m, |i| r[i]) + 10.0 * f64::EPSILON;
+            let nk = sum4!(|w| w, r) + 10.0 * f64::EPSILON;
             model.weights[c] = nk;
             for j in 0..d {
                 let xj = &self.xt[j * m..(j + 1) * m];
-                let mean = sum4(m, |i| r[i] * xj[i]) / nk;
+                let mean = sum4!(|w, v| w * v, r, xj) / nk;
                 model.means[c * d + j] = mean;
                 for (z, &v) in centred[j * m..(j + 1) * m].iter_mut().zip(xj) {
                     *z = v - mean;
@@ -367,7 +403,7 @@ impl Em {
                 let za = &centred[a * m..(a + 1) * m];
                 for b in 0..=a {
                     let zb = &centred[b * m..(b + 1) * m];
-                    let s = sum4(m, |i| r[i] * za[i] * zb[i]);
+                    let s = sum4!(|w, p, q| w * p * q, r, za, zb);
                     cov[at] = s / nk + if a == b { floor } else { 0.0 };
                     at += 1;
                 }
@@ -381,21 +417,27 @@ impl Em {
 /// Points per block of the E-step.
 const BLOCK: usize = 64;
 
-/// sum_i f(i) for i < n with four interleaved partial sums (values i mod 4), combined as
-/// (s0 + s1) + (s2 + s3): a fixed order that vectorises.
-#[inline(always)]
-fn sum4(n: usize, f: impl Fn(usize) -> f64) -> f64 {
-    let mut s = [0.0; 4];
-    let mut i = 0;
-    while i + 4 <= n {
-        s[0] += f(i);
-        s[1] += f(i + 1);
-        s[2] += f(i + 2);
-        s[3] += f(i + 3);
-        i += 4;
-    }
-    for (lane, j) in (i..n).enumerate() {
-        s[lane] += f(j);
-    }
-    (s[0] + s[1]) + (s[2] + s[3])
+/// sum_i f(i) over aligned slices with four interleaved partial sums (value i into lane i mod 4),
+/// combined as (s0 + s1) + (s2 + s3): a fixed order that vectorises.
+macro_rules! sum4 {
+    (|$($v:ident),+| $body:expr, $($slice:expr),+) => {{
+        let mut s = [0.0f64; 4];
+        let n = [$($slice.len()),+][0];
+        $(let $v = &$slice[..n];)+
+        let whole = n - n % 4;
+        let mut i = 0;
+        while i < whole {
+            for lane in 0..4 {
+                $(let $v = $v[i + lane];)+
+                s[lane] += $body;
+            }
+            i += 4;
+        }
+        for lane in 0..n - whole {
+            $(let $v = $v[whole + lane];)+
+            s[lane] += $body;
+        }
+        (s[0] + s[1]) + (s[2] + s[3])
+    }};
 }
+use sum4;
