@@ -28,7 +28,7 @@ pub struct GmmArgs {
     /// {"weights": [..], "means": [[..], ..], "covs": [[[..], ..], ..]}.
     #[arg(long, default_value = "paper")]
     pub truth: String,
-    /// replace | mix:F | keep:F (proofs/strategies.md).
+    /// replace | accumulate | accumulate-subsample | mix:F | keep:F (proofs/strategies.md).
     #[arg(long, default_value = "replace")]
     pub strategy: String,
 }

@@ -1276,7 +1276,7 @@ fn mvn_strategy_cli_contract_and_bad_input() {
 
 /// `simulate gmm`: the JSON rows of the contract, the same bytes for any thread count,
 /// a truth read from a file, and bad input (K < 1, M < K (D + 1), a truth file that does not
-/// parse, weights not summing to 1, a truth of the wrong dimension, an accumulating strategy).
+/// parse, weights not summing to 1, a truth of the wrong dimension, a pool beyond the cap).
 #[test]
 fn gmm_simulate_contract_and_bad_input() {
     let base = [
@@ -1348,7 +1348,17 @@ fn gmm_simulate_contract_and_bad_input() {
         (vec!["--truth", &bad_sum], "weights sum to 1.1"),
         (vec!["--truth", &three_d], "truth of the wrong dimension"),
         (vec!["--truth", missing.to_str().unwrap()], "missing truth"),
-        (vec!["--strategy", "accumulate"], "accumulate"),
+        (
+            vec![
+                "--strategy",
+                "accumulate",
+                "--chains",
+                "100000",
+                "--samples",
+                "1000",
+            ],
+            "an accumulated pool beyond the memory cap",
+        ),
         (vec!["--strategy", "mix:nan"], "mix:nan"),
         (vec!["--heldout", "0"], "no held-out sample"),
         (vec!["--chains", "0"], "no chains"),

@@ -296,21 +296,9 @@ impl GmmSpec {
         )
     }
 
-    /// The same spec with data strategy `strategy` (replace, mix:F or keep:F; accumulating
-    /// strategies refit EM on a pool that grows without bound and are refused).
+    /// The same spec with data strategy `strategy` (validated against the sizes as in one
+    /// dimension).
     pub fn with_strategy(self, strategy: Strategy) -> Result<GmmSpec, SpecError> {
-        if matches!(
-            strategy,
-            Strategy::Accumulate | Strategy::AccumulateSubsample
-        ) {
-            return Err(SpecError::invalid(
-                "strategy",
-                format!(
-                    "{} is not simulated for gmm (EM on every point drawn so far); use replace, mix:F or keep:F",
-                    strategy.label()
-                ),
-            ));
-        }
         let sizes = self.sample_sizes();
         strategy.validate(&sizes)?;
         Ok(GmmSpec { strategy, ..self })

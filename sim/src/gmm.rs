@@ -2,7 +2,9 @@
 //! `collapse_analysis::gmm`; derivation: `proofs/gmm.md`). Generation 0 is the truth D_0;
 //! generation i+1 is the K-component mixture fitted by EM (`em`) to M_i points: draws of model i
 //! under `replace`, with round(F M_i) fresh draws of D_0 under `mix:F`, or with the first
-//! round(F M_0) points of the original sample under `keep:F`. The paper's "generation g" (its
+//! round(F M_0) points of the original sample under `keep:F`; under `accumulate` to every point
+//! drawn so far (the M_0 real ones and the M_j draws of every model j <= i), and under
+//! `accumulate-subsample` to M_i of those drawn uniformly without replacement. The paper's "generation g" (its
 //! first fit is generation 0) is generation g + 1 here.
 //!
 //! Per chain and generation: the squared L2 distance to D_0 (closed form), the mean
@@ -26,7 +28,7 @@ pub mod transport;
 use crate::SimError;
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
-use crate::rng::{ChainRng, stream};
+use crate::rng::{ChainRng, stream, subsample_rows_to_front};
 use crate::stats::{Accumulator, Summary};
 use collapse_analysis::Strategy;
 use collapse_analysis::gmm::{GmmSpec, Mixture, l2_sq};
@@ -269,6 +271,9 @@ const LN_2PI: f64 = 1.837_877_066_409_345_5;
 pub const MAX_CHAINS: u64 = 1_000_000;
 /// Largest held-out sample.
 pub const MAX_HELDOUT: u64 = 1_000_000;
+/// Largest number of pooled values (all chains) of accumulate and accumulate-subsample (8 bytes
+/// each: 1 GiB).
+pub const MAX_POOL_VALUES: u64 = 1 << 27;
 /// Largest training set of one generation (points).
 pub const MAX_SAMPLES: u64 = 10_000_000;
 
@@ -350,6 +355,8 @@ struct Chain {
     model: Model,
     /// keep:F: the kept points of the original sample.
     kept: Vec<f64>,
+    /// accumulate and accumulate-subsample: every point drawn so far (rows of d).
+    pool: Vec<f64>,
 }
 
 /// Scratch space of one worker.
@@ -465,6 +472,28 @@ fn check(spec: &GmmSpec, config: &GmmConfig) -> Result<(), SimError> {
             why: "the covariance floor must be finite and >= 0".into(),
         });
     }
+    if matches!(
+        spec.strategy,
+        Strategy::Accumulate | Strategy::AccumulateSubsample
+    ) {
+        let points = spec
+            .sample_sizes()
+            .iter()
+            .fold(0u64, |a, &m| a.saturating_add(m));
+        let values = points
+            .saturating_mul(spec.dim as u64)
+            .saturating_mul(config.chains);
+        if values > MAX_POOL_VALUES {
+            return Err(SimError::Invalid {
+                what: "chains",
+                why: format!(
+                    "{} keeps every point of every chain: chains x D x (M_0 + ... + M_(N-1)) = \
+                     {values} values exceeds {MAX_POOL_VALUES}",
+                    spec.strategy.label()
+                ),
+            });
+        }
+    }
     if spec.dim > 64 {
         return Err(SimError::Invalid {
             what: "dim",
@@ -509,6 +538,7 @@ fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
                 rng,
                 model: truth_model.clone(),
                 kept,
+                pool: Vec::new(),
             }
         })
         .collect();
@@ -532,6 +562,28 @@ fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
                     if let Some(m) = m {
                         let m = m as usize;
                         w.data.clear();
+                        let accumulating = matches!(
+                            spec.strategy,
+                            Strategy::Accumulate | Strategy::AccumulateSubsample
+                        );
+                        if accumulating {
+                            // The pool gains M_i draws of model i (of D_0 for i = 0); accumulate
+                            // trains on all of it, accumulate-subsample on M_i rows drawn
+                            // uniformly without replacement.
+                            chain
+                                .model
+                                .sample_into(m, &mut chain.rng, &w.normal, &mut chain.pool);
+                            let rows: &[f64] = if spec.strategy == Strategy::Accumulate {
+                                &chain.pool
+                            } else {
+                                subsample_rows_to_front(&mut chain.pool, d, m, &mut chain.rng);
+                                &chain.pool[..m * d]
+                            };
+                            let mut next = Model::blank(spec.components, d);
+                            let report = w.em.fit(rows, &mut next, &config.em, &mut chain.rng);
+                            chain.model = next;
+                            fit = Some(report);
+                        }
                         let (real, synth) = match spec.strategy {
                             Strategy::Mix(_) => {
                                 let r = spec.strategy.fresh_real(m as u64) as usize;
@@ -543,14 +595,16 @@ fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
                             }
                             _ => (0, m),
                         };
-                        truth_model.sample_into(real, &mut chain.rng, &w.normal, &mut w.data);
-                        chain
-                            .model
-                            .sample_into(synth, &mut chain.rng, &w.normal, &mut w.data);
-                        let mut next = Model::blank(spec.components, d);
-                        let report = w.em.fit(&w.data, &mut next, &config.em, &mut chain.rng);
-                        chain.model = next;
-                        fit = Some(report);
+                        if !accumulating {
+                            truth_model.sample_into(real, &mut chain.rng, &w.normal, &mut w.data);
+                            chain
+                                .model
+                                .sample_into(synth, &mut chain.rng, &w.normal, &mut w.data);
+                            let mut next = Model::blank(spec.components, d);
+                            let report = w.em.fit(&w.data, &mut next, &config.em, &mut chain.rng);
+                            chain.model = next;
+                            fit = Some(report);
+                        }
                     }
                     let mut s = statistics(&chain.model, &spec.truth, &heldout, m, &mut w.white);
                     if let Some(report) = fit {

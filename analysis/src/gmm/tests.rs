@@ -130,6 +130,6 @@ fn bad_mixtures_and_specs_are_refused_with_a_reason() {
     assert!(GmmSpec::new(0, Schedule::constant(100), 3, truth.clone()).is_err());
     let spec = GmmSpec::paper(1000, 10).unwrap();
     assert_eq!((spec.components, spec.dim), (2, 2));
-    assert!(spec.clone().with_strategy(Strategy::Accumulate).is_err());
+    assert!(spec.clone().with_strategy(Strategy::Keep(1.5)).is_err());
     assert!(spec.with_strategy(Strategy::Mix(0.1)).is_ok());
 }
