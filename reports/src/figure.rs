@@ -481,6 +481,310 @@ where
     Ok(())
 }
 
+/// A density on a regular grid, drawn as contour lines in one panel of a [`PanelFigure`].
+pub struct DensityPanel {
+    pub title: String,
+    /// Extent of the grid: node (i, j) sits at (x.start + i dx, y.start + j dy) with
+    /// dx = (x.end - x.start) / (nx - 1), likewise dy.
+    pub x: Range<f64>,
+    pub y: Range<f64>,
+    pub nx: usize,
+    pub ny: usize,
+    /// Node values, `values[j * nx + i]` at node (i, j).
+    pub values: Vec<f64>,
+    /// Contour levels, drawn from light (first) to dark (last).
+    pub levels: Vec<f64>,
+    /// Points marked with a cross (e.g. component means).
+    pub marks: Vec<(f64, f64)>,
+}
+
+/// Panels of contour plots in a grid of `columns`, each with its own axes (equal scale in x
+/// and y, so circles stay round).
+pub struct PanelFigure {
+    pub title: String,
+    /// One line under the title saying what the contours and marks are.
+    pub subtitle: String,
+    pub columns: usize,
+    pub panels: Vec<DensityPanel>,
+}
+
+/// One panel's contour polylines in data coordinates, by level.
+type PanelLines = Vec<Vec<Vec<(f64, f64)>>>;
+
+/// Width of a panel figure and height of one row of panels (pixels).
+const PANEL_WIDTH: u32 = 1200;
+const PANEL_ROW: u32 = 300;
+const PANEL_HEADER: u32 = 70;
+const PANEL_MARGIN: u32 = 8;
+const PANEL_X_AREA: u32 = 28;
+const PANEL_Y_AREA: u32 = 64;
+
+/// Contour polylines of `values` (an `nx` x `ny` grid, row j at `j * nx`) at `level`, in grid
+/// coordinates (node (i, j) at (i, j)), by marching squares: each cell's crossed edges are joined
+/// by segments (a saddle is split by the cell's mean value), and segments sharing an edge are
+/// chained into polylines (closed ones end at their first point). Values that are NaN count as
+/// below the level.
+pub fn contour_lines(nx: usize, ny: usize, values: &[f64], level: f64) -> Vec<Vec<(f64, f64)>> {
+    // An edge: (i, j, horizontal) joins node (i, j) to (i + 1, j), else to (i, j + 1).
+    type Edge = (usize, usize, bool);
+    if nx < 2 || ny < 2 || values.len() != nx * ny {
+        return Vec::new();
+    }
+    let v = |i: usize, j: usize| values[j * nx + i];
+    let above = |i: usize, j: usize| v(i, j) > level;
+    let point = |(i, j, h): Edge| -> (f64, f64) {
+        let (a, b) = if h {
+            (v(i, j), v(i + 1, j))
+        } else {
+            (v(i, j), v(i, j + 1))
+        };
+        let t = ((level - a) / (b - a)).clamp(0.0, 1.0);
+        let t = if t.is_finite() { t } else { 0.5 };
+        if h {
+            (i as f64 + t, j as f64)
+        } else {
+            (i as f64, j as f64 + t)
+        }
+    };
+    let mut segments: Vec<(Edge, Edge)> = Vec::new();
+    for j in 0..ny - 1 {
+        for i in 0..nx - 1 {
+            let (a, b, c, d) = (
+                above(i, j),
+                above(i + 1, j),
+                above(i + 1, j + 1),
+                above(i, j + 1),
+            );
+            let bottom = (i, j, true);
+            let right = (i + 1, j, false);
+            let top = (i, j + 1, true);
+            let left = (i, j, false);
+            let crossed: Vec<Edge> = [
+                (a != b, bottom),
+                (b != c, right),
+                (c != d, top),
+                (d != a, left),
+            ]
+            .into_iter()
+            .filter_map(|(x, e)| x.then_some(e))
+            .collect();
+            match crossed.len() {
+                2 => segments.push((crossed[0], crossed[1])),
+                4 => {
+                    let centre = (v(i, j) + v(i + 1, j) + v(i + 1, j + 1) + v(i, j + 1)) / 4.0;
+                    if (centre > level) == a {
+                        // a and c are joined through the centre: cut off b and d.
+                        segments.push((bottom, right));
+                        segments.push((top, left));
+                    } else {
+                        segments.push((bottom, left));
+                        segments.push((right, top));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut by_edge: std::collections::HashMap<Edge, Vec<usize>> = Default::default();
+    for (s, &(e0, e1)) in segments.iter().enumerate() {
+        by_edge.entry(e0).or_default().push(s);
+        by_edge.entry(e1).or_default().push(s);
+    }
+    let mut used = vec![false; segments.len()];
+    let next = |from: Edge, used: &mut Vec<bool>| -> Option<Edge> {
+        let s = *by_edge.get(&from)?.iter().find(|&&s| !used[s])?;
+        used[s] = true;
+        let (e0, e1) = segments[s];
+        Some(if e0 == from { e1 } else { e0 })
+    };
+    let mut lines = Vec::new();
+    for s in 0..segments.len() {
+        if used[s] {
+            continue;
+        }
+        used[s] = true;
+        let (e0, e1) = segments[s];
+        let mut forward = vec![e0, e1];
+        while let Some(e) = next(*forward.last().expect("non-empty"), &mut used) {
+            forward.push(e);
+        }
+        let mut backward = Vec::new();
+        let mut tail = e0;
+        while let Some(e) = next(tail, &mut used) {
+            backward.push(e);
+            tail = e;
+        }
+        backward.reverse();
+        backward.extend(forward);
+        lines.push(backward.into_iter().map(point).collect());
+    }
+    lines
+}
+
+fn validate_panels(fig: &PanelFigure) -> Result<(), ReportError> {
+    if fig.columns == 0 || fig.panels.is_empty() {
+        return Err(ReportError::Invalid(
+            "a panel figure needs at least one panel and one column".into(),
+        ));
+    }
+    for p in &fig.panels {
+        let ok_range = |r: &Range<f64>| r.start.is_finite() && r.end.is_finite() && r.start < r.end;
+        if p.nx < 2
+            || p.ny < 2
+            || p.values.len() != p.nx * p.ny
+            || !ok_range(&p.x)
+            || !ok_range(&p.y)
+        {
+            return Err(ReportError::Invalid(format!(
+                "panel {:?}: needs a grid of at least 2 x 2 nodes over finite, non-empty ranges",
+                p.title
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Render a panel figure to SVG and PNG, each written atomically.
+pub fn render_panels(
+    fig: &PanelFigure,
+    svg_path: &Path,
+    png_path: &Path,
+) -> Result<(), ReportError> {
+    validate_panels(fig)?;
+    ensure_fonts()?;
+    let rows = fig.panels.len().div_ceil(fig.columns) as u32;
+    let size = (PANEL_WIDTH, PANEL_HEADER + rows * PANEL_ROW);
+    let lines: Vec<PanelLines> = fig
+        .panels
+        .iter()
+        .map(|p| {
+            let dx = (p.x.end - p.x.start) / (p.nx - 1) as f64;
+            let dy = (p.y.end - p.y.start) / (p.ny - 1) as f64;
+            p.levels
+                .iter()
+                .map(|&l| {
+                    contour_lines(p.nx, p.ny, &p.values, l)
+                        .into_iter()
+                        .map(|line| {
+                            line.into_iter()
+                                .map(|(i, j)| (p.x.start + i * dx, p.y.start + j * dy))
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        draw_panels(&root, fig, &lines)?;
+        root.present().map_err(fig_err)?;
+    }
+    let tmp = temp_path(png_path, ".png")?;
+    let drawn = {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        draw_panels(&root, fig, &lines).and_then(|()| root.present().map_err(fig_err))
+    };
+    if let Err(e) = drawn.and_then(|()| sync_and_rename(&tmp, png_path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    write_atomic(svg_path, |w| {
+        w.write_all(svg.as_bytes()).map_err(io_err(svg_path))
+    })
+}
+
+/// Colour of contour level `k` of `n`: light blue (outer) to dark blue (inner).
+fn level_colour(k: usize, n: usize) -> RGBColor {
+    let t = if n > 1 {
+        k as f64 / (n - 1) as f64
+    } else {
+        1.0
+    };
+    let mix = |a: u8, b: u8| (f64::from(a) + t * (f64::from(b) - f64::from(a))).round() as u8;
+    RGBColor(mix(158, 8), mix(202, 48), mix(225, 107))
+}
+
+/// `range` widened about its centre so that it spans at least `span`.
+fn widen(range: &Range<f64>, span: f64) -> Range<f64> {
+    let have = range.end - range.start;
+    if have >= span {
+        return range.clone();
+    }
+    let pad = (span - have) / 2.0;
+    range.start - pad..range.end + pad
+}
+
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &PanelFigure,
+    lines: &[PanelLines],
+) -> Result<(), ReportError> {
+    root.fill(&WHITE).map_err(fig_err)?;
+    let (header, body) = root.split_vertically(PANEL_HEADER);
+    header
+        .draw(&Text::new(
+            fig.title.as_str(),
+            (15, 8),
+            ("sans-serif", 24).into_font(),
+        ))
+        .map_err(fig_err)?;
+    header
+        .draw(&Text::new(
+            fig.subtitle.as_str(),
+            (15, 42),
+            ("sans-serif", 14).into_font().color(&BLACK.mix(0.75)),
+        ))
+        .map_err(fig_err)?;
+    let rows = fig.panels.len().div_ceil(fig.columns);
+    let areas = body.split_evenly((rows, fig.columns));
+    let tick = |v: &f64| fmt_sig(*v);
+    for ((p, area), levels) in fig.panels.iter().zip(&areas).zip(lines) {
+        let area = area
+            .titled(p.title.as_str(), ("sans-serif", 14))
+            .map_err(fig_err)?;
+        // Equal scale: widen the range whose units per pixel are fewer.
+        let (w, h) = area.dim_in_pixel();
+        let pw = f64::from(w.saturating_sub(PANEL_Y_AREA + 2 * PANEL_MARGIN).max(1));
+        let ph = f64::from(h.saturating_sub(PANEL_X_AREA + 2 * PANEL_MARGIN).max(1));
+        let per_pixel = ((p.x.end - p.x.start) / pw).max((p.y.end - p.y.start) / ph);
+        let (x, y) = (widen(&p.x, per_pixel * pw), widen(&p.y, per_pixel * ph));
+        let mut chart = ChartBuilder::on(&area)
+            .margin(PANEL_MARGIN)
+            .x_label_area_size(PANEL_X_AREA)
+            .y_label_area_size(PANEL_Y_AREA)
+            .build_cartesian_2d(x, y)
+            .map_err(fig_err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(TRANSPARENT)
+            .bold_line_style(BLACK.mix(0.08))
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(fig_err)?;
+        for (k, polylines) in levels.iter().enumerate() {
+            let style = level_colour(k, levels.len()).stroke_width(2);
+            chart
+                .draw_series(polylines.iter().map(|l| PathElement::new(l.clone(), style)))
+                .map_err(fig_err)?;
+        }
+        chart
+            .draw_series(
+                p.marks
+                    .iter()
+                    .map(|&m| Cross::new(m, 5, RGBColor(214, 39, 40).stroke_width(2))),
+            )
+            .map_err(fig_err)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,6 +965,72 @@ mod tests {
         assert!(render(&sample(false), &gone.join("fig.svg"), &gone.join("fig.png")).is_err());
         assert!(!gone.exists());
         assert!(entries(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A radial bump's contour at a level is one closed loop at the level's radius (to the
+    /// grid's interpolation error), and two bumps give two loops.
+    #[test]
+    fn contours_of_bumps_are_closed_circles() {
+        let n = 61;
+        let at = |i: usize| -3.0 + 6.0 * i as f64 / (n - 1) as f64;
+        let grid = |f: &dyn Fn(f64, f64) -> f64| -> Vec<f64> {
+            (0..n * n).map(|k| f(at(k % n), at(k / n))).collect()
+        };
+        let one = grid(&|x, y| (-(x * x + y * y) / 2.0).exp());
+        let level = (-0.5f64).exp(); // radius 1
+        let lines = contour_lines(n, n, &one, level);
+        assert_eq!(lines.len(), 1);
+        let loop_ = &lines[0];
+        assert_eq!(loop_.first(), loop_.last(), "closed");
+        assert!(loop_.len() > 20);
+        for &(i, j) in loop_ {
+            let r = (at(0) + i * 0.1).hypot(at(0) + j * 0.1);
+            assert!((r - 1.0).abs() < 0.01, "radius {r}");
+        }
+        let two = grid(&|x, y| {
+            (-((x - 1.5).powi(2) + y * y) / 0.5).exp() + (-((x + 1.5).powi(2) + y * y) / 0.5).exp()
+        });
+        assert_eq!(contour_lines(n, n, &two, 0.5).len(), 2);
+        assert!(contour_lines(n, n, &two, 2.0).is_empty());
+        assert!(contour_lines(n, n, &two[1..], 0.5).is_empty());
+    }
+
+    #[test]
+    fn renders_panels() {
+        let dir = scratch("panels");
+        let n = 31;
+        let values: Vec<f64> = (0..n * n)
+            .map(|k| {
+                let (x, y) = ((k % n) as f64 / 15.0 - 1.0, (k / n) as f64 / 15.0 - 1.0);
+                (-(x * x + 4.0 * y * y)).exp()
+            })
+            .collect();
+        let panel = |title: &str| DensityPanel {
+            title: title.into(),
+            x: -1.0..1.0,
+            y: -1.0..1.0,
+            nx: n,
+            ny: n,
+            values: values.clone(),
+            levels: vec![0.3, 0.6, 0.9],
+            marks: vec![(0.0, 0.0)],
+        };
+        let fig = PanelFigure {
+            title: "panels".into(),
+            subtitle: "three levels".into(),
+            columns: 2,
+            panels: vec![panel("a"), panel("b"), panel("c")],
+        };
+        render_panels(&fig, &dir.join("fig.svg"), &dir.join("fig.png")).unwrap();
+        assert_eq!(entries(&dir), ["fig.png", "fig.svg"]);
+        let png = std::fs::read(dir.join("fig.png")).unwrap();
+        assert_eq!(png[..8], PNG_MAGIC);
+        let empty = PanelFigure {
+            panels: vec![],
+            ..fig
+        };
+        assert!(render_panels(&empty, &dir.join("e.svg"), &dir.join("e.png")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod figure;
 pub mod gaussian;
+pub mod gmm;
 pub mod markov;
 pub mod mvn;
 pub mod report;

@@ -189,11 +189,13 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         )],
     )?;
 
-    // The d-dimensional Gaussian, the schedules' phase diagram and the data strategies.
+    // The d-dimensional Gaussian, the schedules' phase diagram, the data strategies and the
+    // Gaussian mixtures.
     let sections: Vec<Section> = vec![
         crate::mvn::section(scale, out_dir, seed)?,
         crate::schedules::section(scale, out_dir, seed)?,
         crate::strategies::section(scale, out_dir, seed)?,
+        crate::gmm::section(scale, out_dir, seed)?,
     ];
 
     let gaussian_worst = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);
