@@ -300,7 +300,14 @@ fn smoke_report_is_complete() {
     assert!(html.contains("<svg") && html.contains("worst |z|"));
     let md = std::fs::read_to_string(dir.join("index.md")).unwrap();
     assert!(md.contains("scale `smoke`"));
-    for section in ["gaussian", "markov", "mvn", "schedules", "strategies"] {
+    for section in [
+        "gaussian",
+        "markov",
+        "mvn",
+        "schedules",
+        "strategies",
+        "gmm",
+    ] {
         let parquet = dir.join(format!("{section}/comparison.parquet"));
         assert!(
             std::fs::metadata(&parquet)
@@ -313,6 +320,15 @@ fn smoke_report_is_complete() {
         assert!(
             csv.starts_with("experiment,quantity,generation,theory,empirical,stderr,z,mc_feasible"),
             "{section}"
+        );
+    }
+    // The gmm section: the paper's contour panel and the functional vs statistical figure.
+    for file in ["gmm-paper-contours.svg", "gmm-error-kinds-l2.svg"] {
+        let path = dir.join("gmm").join(file);
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "{}",
+            path.display()
         );
     }
     // The markov section: its heading, the survival-by-rank and absorption figures inlined.

@@ -1,6 +1,6 @@
 //! A report section in a generic form (heading, introduction, blocks of text, tables and figures),
-//! rendered to both `index.md` and `index.html`. The `mvn`, `schedules` and `strategies` sections
-//! are built this way; each writes its own files under `<out>/<dir>/`.
+//! rendered to both `index.md` and `index.html`. The `mvn`, `schedules`, `strategies` and `gmm`
+//! sections are built this way; each writes its own files under `<out>/<dir>/`.
 
 use crate::ReportError;
 use crate::figure::{Figure, render};
