@@ -70,6 +70,17 @@ pub struct GaussianSpec {
 /// Largest number of generations accepted (theory rows hold ~2 KB of balls each).
 pub const MAX_GENERATIONS: u64 = 1_000_000;
 
+/// N in 1..=`MAX_GENERATIONS` (every process's spec checks it the same way).
+pub(crate) fn check_generations(generations: u64) -> Result<(), SpecError> {
+    if generations == 0 || generations > MAX_GENERATIONS {
+        return Err(SpecError::invalid(
+            "generations",
+            format!("must be in 1..={MAX_GENERATIONS}, got {generations}"),
+        ));
+    }
+    Ok(())
+}
+
 impl GaussianSpec {
     pub fn new(
         schedule: Schedule,
@@ -83,12 +94,7 @@ impl GaussianSpec {
                 format!("must be finite and > 0, got {sigma}"),
             ));
         }
-        if generations == 0 || generations > MAX_GENERATIONS {
-            return Err(SpecError::invalid(
-                "generations",
-                format!("must be in 1..={MAX_GENERATIONS}, got {generations}"),
-            ));
-        }
+        check_generations(generations)?;
         schedule.sizes(generations)?;
         Ok(GaussianSpec {
             schedule,

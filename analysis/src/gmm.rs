@@ -256,15 +256,7 @@ impl GmmSpec {
                 format!("must be in 1..={MAX_COMPONENTS}, got {components}"),
             ));
         }
-        if generations == 0 || generations > crate::gaussian::MAX_GENERATIONS {
-            return Err(SpecError::invalid(
-                "generations",
-                format!(
-                    "must be in 1..={}, got {generations}",
-                    crate::gaussian::MAX_GENERATIONS
-                ),
-            ));
-        }
+        crate::gaussian::check_generations(generations)?;
         let d = truth.dim as u64;
         let need = components * (d + 1);
         let sizes = schedule.sizes(generations)?;

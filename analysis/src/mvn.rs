@@ -66,15 +66,7 @@ impl MvnSpec {
                 format!("every variance must be finite and > 0, got {bad}"),
             ));
         }
-        if generations == 0 || generations > crate::gaussian::MAX_GENERATIONS {
-            return Err(SpecError::invalid(
-                "generations",
-                format!(
-                    "must be in 1..={}, got {generations}",
-                    crate::gaussian::MAX_GENERATIONS
-                ),
-            ));
-        }
+        crate::gaussian::check_generations(generations)?;
         let sizes = schedule.sizes(generations)?;
         if let Some((i, m)) = sizes.iter().enumerate().find(|&(_, &m)| m <= dim) {
             return Err(SpecError::invalid(

@@ -131,6 +131,18 @@ impl Strategy {
     /// Checks the strategy against the sizes M_0 .. M_{N-1}: `keep` needs M_i >= K for every
     /// i, and every training set needs at least 2 points.
     pub fn validate(&self, sizes: &[u64]) -> Result<(), SpecError> {
+        // The fraction again: the variants are public, so a strategy need not come from `parse`.
+        if let Strategy::Mix(f) | Strategy::Keep(f) = *self
+            && !(f.is_finite() && (0.0..=1.0).contains(&f))
+        {
+            return Err(SpecError::invalid(
+                "strategy",
+                format!(
+                    "F must be finite and in [0, 1], got {f} in '{}'",
+                    self.label()
+                ),
+            ));
+        }
         let Some(&m0) = sizes.first() else {
             return Ok(());
         };
