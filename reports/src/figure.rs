@@ -282,20 +282,35 @@ impl Plan {
             if log { (1.0, 10.0) } else { (0.0, 1.0) },
         );
 
-        // Put the legend in the corner with the fewest data points.
+        // Put the legend in the corner with the fewest data points under the box it needs
+        // (about 22 px per entry of a ~520 px plot area, 45% of the width); if every corner
+        // has points there, widen the y-range on that side by the box's height.
         let t = |v: f64| if log { v.log10() } else { v };
         let (ty0, ty1) = (t(y.start), t(y.end));
+        let entries = curves.len() + usize::from(curves.iter().any(|c| !c.hollow.is_empty()));
+        let h = ((entries as f64 * 22.0 + 16.0) / 520.0).clamp(0.2, 0.8);
         let mut counts = [0usize; 4];
         for (px, py) in points() {
             let u = (px - x.start) / (x.end - x.start);
             let v = (t(py) - ty0) / (ty1 - ty0);
-            let (right, left, upper, lower) = (u > 0.6, u < 0.4, v > 0.65, v < 0.35);
+            let (right, left, upper, lower) = (u > 0.55, u < 0.45, v > 1.0 - h, v < h);
             counts[0] += usize::from(right && upper);
             counts[1] += usize::from(left && upper);
             counts[2] += usize::from(right && lower);
             counts[3] += usize::from(left && lower);
         }
         let best = (0..4).min_by_key(|&i| (counts[i], i)).unwrap_or(0);
+        let y = if counts[best] > 0 && ty1 > ty0 {
+            let grown = (ty1 - ty0) / (1.0 - h);
+            let back = |v: f64| if log { 10f64.powf(v) } else { v };
+            if best < 2 {
+                y.start..back(ty0 + grown)
+            } else {
+                back(ty1 - grown)..y.end
+            }
+        } else {
+            y
+        };
         let legend = [
             SeriesLabelPosition::UpperRight,
             SeriesLabelPosition::UpperLeft,
