@@ -112,7 +112,7 @@ fn read_truth(path: &str) -> Result<Mixture> {
 pub fn print_simulation(run: &GmmRun, json: bool) -> Result<()> {
     let spec = &run.spec;
     if json {
-        let summary = |s: collapse_sim::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr});
+        let summary = |s: collapse_sim::stats::Summary| crate::markov::summary_json(&s);
         let rows: Vec<Value> = run
             .rows
             .iter()

@@ -631,7 +631,7 @@ fn print_theory(t: &GaussianTheory, digits: u32, json: bool) -> Result<()> {
 }
 
 fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
-    let ms = |s: &collapse_sim::stats::Summary| json!({"mean": s.mean, "stderr": s.stderr});
+    let ms = markov::summary_json;
     if json {
         let rows: Vec<Value> = run
             .rows

@@ -53,6 +53,11 @@ pub fn bounds(b: &Ball, digits: u32) -> Value {
 }
 
 /// `b` with `digits` significant digits, but no more than its radius certifies.
+/// An ensemble mean as JSON: {"mean", "stderr"} (every simulate printer's rows).
+pub fn summary_json(s: &Summary) -> Value {
+    json!({"mean": s.mean, "stderr": s.stderr})
+}
+
 pub fn shown(b: &Ball, digits: u32) -> String {
     b.to_decimal(digits.min(b.certified_digits().max(1)))
 }
@@ -185,7 +190,7 @@ pub fn print_theory(t: &MarkovTheory, digits: u32, json: bool) -> Result<()> {
 }
 
 pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
-    let ms = |s: &Summary| json!({"mean": s.mean, "stderr": s.stderr});
+    let ms = summary_json;
     let absorbed = run.absorption_times.iter().flatten().count();
     if json {
         let rows: Vec<Value> = run

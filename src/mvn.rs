@@ -232,7 +232,7 @@ pub fn print_simulation(run: &collapse_sim::mvn::MvnRun, json: bool) -> Result<(
                 let mut obj = serde_json::Map::new();
                 obj.insert("n".into(), json!(r.n));
                 for (name, s) in r.named() {
-                    obj.insert(name.into(), json!({"mean": s.mean, "stderr": s.stderr}));
+                    obj.insert(name.into(), crate::markov::summary_json(&s));
                 }
                 obj.insert("w2_sq_quartiles".into(), json!(r.w2_sq_quartiles));
                 Value::Object(obj)
