@@ -51,9 +51,13 @@ fn benches(c: &mut Criterion) {
     let spec = GmmSpec::paper(SAMPLES as u64, 1).expect("valid spec");
     let mut config = GmmConfig::new(64, 1);
     config.threads = Some(1);
-    c.bench_function("gmm/generation_64_chains_1_thread", |b| {
+    // About 0.1 s per iteration: ten samples are enough.
+    let mut group = c.benchmark_group("gmm");
+    group.sample_size(10);
+    group.bench_function("generation_64_chains_1_thread", |b| {
         b.iter(|| black_box(simulate(&spec, &config).expect("valid run").rows.len()))
     });
+    group.finish();
 }
 
 fn sklearn_available() -> bool {
