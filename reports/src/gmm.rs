@@ -8,7 +8,7 @@
 use crate::ReportError;
 use crate::figure::{Curve, CurveKind, DensityPanel, Figure, PanelFigure, render_panels};
 use crate::report::Scale;
-use crate::section::{Block, Section, TextTable, render_figures, z_stats};
+use crate::section::{Block, Section, TextTable, render_figures};
 use crate::table::{ComparisonRow, comparison_frame, fmt_sig, write_frame};
 use collapse_analysis::Schedule;
 use collapse_analysis::gmm::{GmmSpec, Mixture, l2_sq};
@@ -993,18 +993,13 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
             figures: render_figures(&dir, vec![fig])?,
         });
     }
-    let (comparisons, worst_z) = z_stats(&all);
-    Ok(Section {
-        dir: "gmm".into(),
-        title: "Gaussian mixtures by EM (gmm)".into(),
-        intro: INTRO.into(),
-        files: vec!["comparison.parquet".into(), "comparison.csv".into()],
+    Ok(Section::compared(
+        ("gmm", "Gaussian mixtures by EM (gmm)", INTRO),
         blocks,
-        experiments: outcomes.len(),
-        comparisons,
-        worst_z,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        outcomes.len(),
+        &all,
+        start,
+    ))
 }
 
 #[cfg(test)]

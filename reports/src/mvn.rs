@@ -759,18 +759,13 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
             figures,
         });
     }
-    let (comparisons, worst_z) = z_stats(&all);
-    Ok(Section {
-        dir: "mvn".into(),
-        title: "Multivariate Gaussian (mvn)".into(),
-        intro: INTRO.into(),
-        files: vec!["comparison.parquet".into(), "comparison.csv".into()],
+    Ok(Section::compared(
+        ("mvn", "Multivariate Gaussian (mvn)", INTRO),
         blocks,
-        experiments: outcomes.len(),
-        comparisons,
-        worst_z,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        outcomes.len(),
+        &all,
+        start,
+    ))
 }
 
 #[cfg(test)]

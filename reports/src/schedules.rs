@@ -7,7 +7,7 @@
 use crate::ReportError;
 use crate::figure::{Curve, CurveKind, Figure};
 use crate::report::Scale;
-use crate::section::{Block, Section, TextTable, render_figures, z_stats};
+use crate::section::{Block, Section, TextTable, render_figures};
 use crate::table::{ComparisonRow, comparison_frame, fmt_sig, write_frame};
 use collapse_analysis::gaussian::{Feasibility, W2Limit, theory_at_precision, w2_limit};
 use collapse_analysis::schedule::ScheduleKind;
@@ -615,7 +615,6 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
         &dir.join("phase.csv"),
     )?;
     let figures = render_figures(&dir, phase_figures(&grid, m, n))?;
-    let (comparisons, worst_z) = z_stats(&all);
     let infeasible: Vec<String> = grid
         .iter()
         .filter(|p| !p.w2_feasible())
@@ -651,27 +650,22 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
             figures: Vec::new(),
         },
     ];
-    Ok(Section {
-        dir: "schedules".into(),
-        title: "Sample-size schedules".into(),
-        intro: INTRO.into(),
-        files: vec![
-            "comparison.parquet".into(),
-            "comparison.csv".into(),
-            "phase.parquet".into(),
-            "phase.csv".into(),
-        ],
+    let section = Section::compared(
+        ("schedules", "Sample-size schedules", INTRO),
         blocks,
-        experiments: grid.len() + kind_points.len(),
-        comparisons,
-        worst_z,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        grid.len() + kind_points.len(),
+        &all,
+        start,
+    );
+    let mut files = section.files.clone();
+    files.extend(["phase.parquet".into(), "phase.csv".into()]);
+    Ok(Section { files, ..section })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::section::z_stats;
 
     #[test]
     fn growth_classification() {

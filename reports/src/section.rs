@@ -87,6 +87,31 @@ pub struct Section {
     pub seconds: f64,
 }
 
+impl Section {
+    /// A section whose data files are its comparison table (`comparison.parquet`, `.csv`) and
+    /// whose z summary is that of `rows`, timed from `start`.
+    pub fn compared(
+        (dir, title, intro): (&str, &str, &str),
+        blocks: Vec<Block>,
+        experiments: usize,
+        rows: &[ComparisonRow],
+        start: std::time::Instant,
+    ) -> Section {
+        let (comparisons, worst_z) = z_stats(rows);
+        Section {
+            dir: dir.into(),
+            title: title.into(),
+            intro: intro.into(),
+            files: vec!["comparison.parquet".into(), "comparison.csv".into()],
+            blocks,
+            experiments,
+            comparisons,
+            worst_z,
+            seconds: start.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// (count of z-scored rows, largest |z|).
 pub fn z_stats(rows: &[ComparisonRow]) -> (usize, f64) {
     rows.iter()

@@ -819,7 +819,6 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
         &dir.join("comparison.parquet"),
         &dir.join("comparison.csv"),
     )?;
-    let (comparisons, worst_z) = z_stats(&all);
     let blocks = vec![
         Block {
             name: "1-D Gaussian: every strategy on one figure per quantity".into(),
@@ -830,17 +829,13 @@ pub fn section(scale: Scale, out_dir: &Path, seed: u64) -> Result<Section, Repor
         },
         mvn,
     ];
-    Ok(Section {
-        dir: "strategies".into(),
-        title: "Data strategies".into(),
-        intro: INTRO.into(),
-        files: vec!["comparison.parquet".into(), "comparison.csv".into()],
+    Ok(Section::compared(
+        ("strategies", "Data strategies", INTRO),
         blocks,
-        experiments: outcomes.len() + mvn_outcomes.len(),
-        comparisons,
-        worst_z,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        outcomes.len() + mvn_outcomes.len(),
+        &all,
+        start,
+    ))
 }
 
 #[cfg(test)]
