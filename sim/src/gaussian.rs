@@ -8,7 +8,9 @@ use crate::kernels::{self, ChiSquareConstants};
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
+use crate::shard::{Assemble, ChainRange, Layout, PieceSink, Words};
 use crate::stats::{Accumulator, Moments, QuantileTracker, Summary};
+use crate::shard;
 use collapse_analysis::truth::Truth;
 use collapse_analysis::{GaussianSpec, Strategy};
 use rayon::prelude::*;
@@ -123,16 +125,135 @@ const QUARTILES: [f64; 3] = [0.25, 0.5, 0.75];
 /// (`spec.strategy`; proofs/strategies.md §8). `accumulate-subsample` needs the `exact` method
 /// (it subsamples the individual points) and is refused with `sufficient`.
 pub fn simulate(spec: &GaussianSpec, config: &EnsembleConfig) -> Result<GaussianRun, SimError> {
-    strategies::check(spec, config)?;
-    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
-    Ok(pool.install(|| match spec.strategy {
-        Strategy::AccumulateSubsample => strategies::run_subsample(spec, config),
-        _ => run(spec, config),
-    }))
+    let start = Instant::now();
+    let mut run = shard::run_whole(
+        config.chains,
+        Assembler::new(spec, config),
+        |owned, sink| simulate_piece(spec, config, owned, sink),
+    )?;
+    run.seconds = start.elapsed().as_secs_f64();
+    Ok(run)
 }
 
-fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
-    let start = Instant::now();
+/// How the ensemble reduces (`crate::shard`): blocks of `CHUNK` chains, each block's five
+/// accumulators and collapsed count, and per chain ln sigma_n^2 and W2^2 (for the quartiles).
+pub const LAYOUT: Layout = Layout {
+    block: CHUNK as u64,
+    block_words: 5 * Accumulator::WORDS + 1,
+    chain_values: 2,
+};
+
+/// Runs the chains of `owned` (and the rest of the blocks they touch) into `sink`; returns per
+/// owned chain mu_N - mu and ln sigma_N^2 as words. Merged pieces give the bits of `simulate`.
+pub fn simulate_piece(
+    spec: &GaussianSpec,
+    config: &EnsembleConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    strategies::check(spec, config)?;
+    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
+    crate::check_piece(owned, config.chains)?;
+    pool.install(|| match spec.strategy {
+        Strategy::AccumulateSubsample => strategies::run_subsample(spec, config, owned, sink),
+        _ => run(spec, config, owned, sink),
+    })
+}
+
+/// Builds a `GaussianRun` from the partials of every chain (`crate::shard`).
+pub struct Assembler {
+    spec: GaussianSpec,
+    config: EnsembleConfig,
+    rows: Vec<GenerationStats>,
+    quartiles: (QuantileTracker<3>, QuantileTracker<3>),
+}
+
+impl Assembler {
+    pub fn new(spec: &GaussianSpec, config: &EnsembleConfig) -> Assembler {
+        Assembler {
+            spec: spec.clone(),
+            config: config.clone(),
+            rows: Vec::with_capacity(spec.generations as usize + 1),
+            quartiles: (
+                QuantileTracker::new(QUARTILES),
+                QuantileTracker::new(QUARTILES),
+            ),
+        }
+    }
+}
+
+impl Assemble for Assembler {
+    type Run = GaussianRun;
+
+    fn generation(&mut self, n: u64, blocks: &[u64], values: &[&[f64]]) {
+        let mut words = Words::new(blocks);
+        let mut stats = Vec::with_capacity(blocks.len() / LAYOUT.block_words);
+        while words.remaining() > 0 {
+            stats.push(BlockStats::from_words(&mut words));
+        }
+        let (q1, q2) = &mut self.quartiles;
+        self.rows
+            .push(generation_row(n, &stats, values[0], values[1], (q1, q2)));
+    }
+
+    fn finish(self, ends: &[&[u64]]) -> GaussianRun {
+        let final_chains = ends
+            .iter()
+            .flat_map(|e| e.chunks_exact(2))
+            .map(|w| ChainEnd {
+                mean_offset: f64::from_bits(w[0]),
+                log_variance: f64::from_bits(w[1]),
+            })
+            .collect();
+        GaussianRun {
+            spec: self.spec,
+            config: self.config,
+            rows: self.rows,
+            final_chains,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Hands generation n of a span to the sink: its blocks as words, and the owned chains' ln
+/// sigma_n^2 and W2^2 (`offset` is where the owned chains begin in the span).
+fn emit(
+    sink: &mut dyn PieceSink,
+    n: u64,
+    blocks: &[BlockStats],
+    (log_variances, w2s): (&[f64], &[f64]),
+    (offset, len): (usize, usize),
+) {
+    let mut words = Vec::with_capacity(blocks.len() * LAYOUT.block_words);
+    for b in blocks {
+        b.push_words(&mut words);
+    }
+    let owned = offset..offset + len;
+    sink.generation(
+        n,
+        &words,
+        &[&log_variances[owned.clone()], &w2s[owned]],
+    );
+}
+
+/// Per owned chain: mu_N - mu and ln sigma_N^2, as words.
+fn end_words(mean_offsets: &[f64], log_variances: &[f64]) -> Vec<u64> {
+    mean_offsets
+        .iter()
+        .zip(log_variances)
+        .flat_map(|(m, l)| [m.to_bits(), l.to_bits()])
+        .collect()
+}
+
+fn run(
+    spec: &GaussianSpec,
+    config: &EnsembleConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let span = LAYOUT.span(owned, config.chains);
+    let offset = (owned.start - span.start) as usize;
+    let owned_len = owned.len() as usize;
     let sigma = spec.sigma;
     let log_sigma2 = (sigma * sigma).ln();
     let collapse_threshold = log_sigma2 + (1e-6f64).ln();
@@ -154,10 +275,10 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
     let shape = 2.0 * sigma * (1.0 - truth.comonotone_correlation().rho);
     // What each generation does (all `Replace` for the paper's strategy).
     let plans = strategies::plans(spec);
-    let r = config.chains as usize;
+    let r = span.len() as usize;
     // Chain states, one array per field (vector kernels read four chains at once). Each chain
     // keeps mu_n - mu, ln sigma_n^2 and sigma_n = exp(ln sigma_n^2 / 2).
-    let mut rngs: Vec<ChainRng> = (0..config.chains)
+    let mut rngs: Vec<ChainRng> = (span.start..span.end)
         .into_par_iter()
         .map(|c| ChainRng::for_chain(config.seed, stream::GAUSSIAN, c))
         .collect();
@@ -173,13 +294,11 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
     let mut sigmas = vec![sigma; r];
     // Per-chain W2^2, kept for the exact quartiles.
     let mut w2s = vec![0.0; r];
-    let (mut log_variance_quartiles, mut w2_quartiles) = (
-        QuantileTracker::new(QUARTILES),
-        QuantileTracker::new(QUARTILES),
-    );
-    let mut rows = Vec::with_capacity(steps.len() + 1);
     let mut progress = Progress::new(spec.generations, config.progress);
     for n in 0..=spec.generations {
+        if n > 0 && sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let step = (n > 0).then(|| steps[(n - 1) as usize]);
         let plan = (n > 0).then(|| &plans[(n - 1) as usize]);
         let method = config.method;
@@ -249,30 +368,21 @@ fn run(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
                 },
             )
             .collect();
-        rows.push(generation_row(
+        emit(
+            sink,
             n,
             &blocks,
-            &log_variances,
-            &w2s,
-            (&mut log_variance_quartiles, &mut w2_quartiles),
-        ));
+            (&log_variances, &w2s),
+            (offset, owned_len),
+        );
         progress.set(n);
     }
     progress.finish();
-    GaussianRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        final_chains: mean_offsets
-            .iter()
-            .zip(&log_variances)
-            .map(|(&mean_offset, &log_variance)| ChainEnd {
-                mean_offset,
-                log_variance,
-            })
-            .collect(),
-        seconds: start.elapsed().as_secs_f64(),
-    }
+    let owned_range = offset..offset + owned_len;
+    Ok(end_words(
+        &mean_offsets[owned_range.clone()],
+        &log_variances[owned_range],
+    ))
 }
 
 /// Sample mean and sum of squares of `count` draws g(Z) of a standardised truth per chain
@@ -344,6 +454,20 @@ struct BlockStats {
 }
 
 impl BlockStats {
+    fn push_words(&self, out: &mut Vec<u64>) {
+        for a in &self.acc {
+            a.push_words(out);
+        }
+        out.push(self.collapsed);
+    }
+
+    fn from_words(words: &mut Words<'_>) -> BlockStats {
+        BlockStats {
+            acc: std::array::from_fn(|_| Accumulator::from_words(words)),
+            collapsed: words.u64(),
+        }
+    }
+
     fn merge(&self, other: &BlockStats) -> BlockStats {
         BlockStats {
             acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),

@@ -14,6 +14,7 @@ pub mod mvn;
 pub mod normal;
 pub mod progress;
 pub mod rng;
+pub mod shard;
 pub mod stats;
 pub mod vmath;
 
@@ -26,6 +27,20 @@ pub enum SimError {
     Invalid { what: &'static str, why: String },
     #[error(transparent)]
     Spec(#[from] collapse_analysis::SpecError),
+    /// A stop was requested (a signal) and the run ended at a generation boundary.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// A piece's owned chains must be a non-empty part of the ensemble.
+pub(crate) fn check_piece(owned: shard::ChainRange, chains: u64) -> Result<(), SimError> {
+    if owned.is_empty() || owned.end > chains {
+        return Err(SimError::Invalid {
+            what: "shard",
+            why: format!("chains {owned} are not a non-empty part of 0..{chains}"),
+        });
+    }
+    Ok(())
 }
 
 /// The worker pool of an ensemble of `chains` chains (1..=`max_chains`) on `threads` threads

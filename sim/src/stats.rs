@@ -95,6 +95,26 @@ impl Accumulator {
         }
     }
 
+    /// Words of a piece file (`crate::shard`): n, mean, m2, m3, m4 as bits.
+    pub fn push_words(&self, out: &mut Vec<u64>) {
+        for x in [self.n, self.mean, self.m2, self.m3, self.m4] {
+            out.push(x.to_bits());
+        }
+    }
+
+    pub fn from_words(words: &mut crate::shard::Words<'_>) -> Accumulator {
+        Accumulator {
+            n: words.f64(),
+            mean: words.f64(),
+            m2: words.f64(),
+            m3: words.f64(),
+            m4: words.f64(),
+        }
+    }
+
+    /// Words per accumulator.
+    pub const WORDS: usize = 5;
+
     /// The accumulator of the concatenation `self` then `other`.
     pub fn merge(&self, other: &Accumulator) -> Accumulator {
         if self.n == 0.0 {

@@ -25,17 +25,16 @@
 //! has no law to draw from. Synthetic batches (draws of a Gaussian model) keep the method's route.
 //! The normal truth keeps its own draws, so its output is unchanged.
 
-use super::{BlockStats, CHUNK, ChainEnd, GaussianRun, block_stats};
+use super::{BlockStats, CHUNK, block_stats};
+use crate::shard::{ChainRange, PieceSink};
 use super::{EnsembleConfig, Method};
 use crate::kernels::{self, ChiSquareConstants};
 use crate::normal::StandardNormal;
 use crate::rng::{ChainRng, stream, subsample_rows_to_front};
-use crate::stats::QuantileTracker;
 use crate::{SimError, vmath};
 use collapse_analysis::truth::Truth;
 use collapse_analysis::{Estimator, GaussianSpec, Strategy};
 use rayon::prelude::*;
-use std::time::Instant;
 
 /// One batch of m standard normals: its draw needs m (exact) or the chi-square(m - 1)
 /// constants (sufficient; none for m = 1, whose SS is 0).
@@ -388,8 +387,14 @@ fn subsample_chain(
 
 /// `accumulate-subsample`, chain-major (see the module doc): the same statistics as `run`, in
 /// the same fixed block order, so the output does not depend on the thread count.
-pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> GaussianRun {
-    let start = Instant::now();
+pub(super) fn run_subsample(
+    spec: &GaussianSpec,
+    config: &EnsembleConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let span = super::LAYOUT.span(owned, config.chains);
+    let (offset, owned_len) = ((owned.start - span.start) as usize, owned.len() as usize);
     let sigma = spec.sigma;
     let log_sigma2 = (sigma * sigma).ln();
     let collapse_threshold = log_sigma2 + (1e-6f64).ln();
@@ -403,11 +408,12 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
     // W2 to D0 gains 2 sigma (1 - rho) sigma_n for n >= 1 (as in `run`).
     let shape = 2.0 * sigma * (1.0 - spec.truth.comonotone_correlation().rho);
     let gens = spec.generations as usize;
-    let r = config.chains as usize;
+    let r = span.len() as usize;
     let blocks: Vec<(usize, usize)> = (0..r)
         .step_by(CHUNK)
         .map(|lo| (lo, CHUNK.min(r - lo)))
         .collect();
+    let first_chain = span.start;
     // Per block, generation-major: (mu_n - mu) and ln sigma_n^2 of its chains.
     let traces: Vec<(Vec<f64>, Vec<f64>)> = blocks
         .par_iter()
@@ -416,7 +422,11 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
             let mut logs = vec![log_sigma2; (gens + 1) * len];
             let mut pool = Vec::with_capacity(pool_len as usize);
             for j in 0..len {
-                let mut rng = ChainRng::for_chain(config.seed, stream::GAUSSIAN, (lo + j) as u64);
+                let mut rng = ChainRng::for_chain(
+                    config.seed,
+                    stream::GAUSSIAN,
+                    first_chain + (lo + j) as u64,
+                );
                 subsample_chain(
                     &mut rng,
                     &sizes,
@@ -433,12 +443,10 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
         .collect();
     let mut log_variances = vec![0.0; r];
     let mut w2s = vec![0.0; r];
-    let (mut log_variance_quartiles, mut w2_quartiles) = (
-        QuantileTracker::new(super::QUARTILES),
-        QuantileTracker::new(super::QUARTILES),
-    );
-    let mut rows = Vec::with_capacity(gens + 1);
     for n in 0..=gens {
+        if n > 0 && sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let stats: Vec<BlockStats> = traces
             .par_iter()
             .zip(log_variances.par_chunks_mut(CHUNK))
@@ -464,31 +472,25 @@ pub(super) fn run_subsample(spec: &GaussianSpec, config: &EnsembleConfig) -> Gau
                 )
             })
             .collect();
-        rows.push(super::generation_row(
+        super::emit(
+            sink,
             n as u64,
             &stats,
-            &log_variances,
-            &w2s,
-            (&mut log_variance_quartiles, &mut w2_quartiles),
-        ));
+            (&log_variances, &w2s),
+            (offset, owned_len),
+        );
     }
-    let final_chains = traces
-        .iter()
-        .flat_map(|(means, logs)| {
-            let len = means.len() / (gens + 1);
-            (0..len).map(move |j| ChainEnd {
-                mean_offset: means[gens * len + j],
-                log_variance: logs[gens * len + j],
-            })
-        })
-        .collect();
-    GaussianRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        final_chains,
-        seconds: start.elapsed().as_secs_f64(),
+    let (mut mean_ends, mut log_ends) = (Vec::with_capacity(r), Vec::with_capacity(r));
+    for (means, logs) in &traces {
+        let len = means.len() / (gens + 1);
+        mean_ends.extend_from_slice(&means[gens * len..]);
+        log_ends.extend_from_slice(&logs[gens * len..]);
     }
+    let owned_range = offset..offset + owned_len;
+    Ok(super::end_words(
+        &mean_ends[owned_range.clone()],
+        &log_ends[owned_range],
+    ))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::gaussian::{ChainEnd, GaussianRun};
 use crate::gaussian::simulate;
 use crate::stats::ks_two_sample;
 use collapse_analysis::strategy::strategy_theory;
