@@ -22,6 +22,8 @@ macro_rules! outln {
 mod gmm;
 mod markov;
 mod mvn;
+mod pieces;
+mod slurm;
 mod strategy;
 
 #[derive(Parser)]
@@ -61,6 +63,26 @@ enum Command {
     },
     /// Computer-assisted proofs for finite instances: the Markov claims in exact rationals,
     /// the Gaussian Gamma-ratio identities on certified enclosures. Exit code 1 if one fails.
+    /// Join the piece files of a sharded run (`simulate ... --shard I/N --out FILE`) into the
+    /// single run's result: the same bytes as the unsharded `simulate ... --out`.
+    Merge {
+        /// The shards' piece files, in any order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The per-generation statistics as a Parquet file.
+        #[arg(long)]
+        out: PathBuf,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write (and with --submit, submit) Slurm job scripts for a sharded run: an array of
+    /// shards and a merge job after them. `collapse slurm <process> <simulate args> --shards N
+    /// [--partition P] [--time T] [--cpus-per-task C] [--dir D] [--submit]`.
+    Slurm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     Verify {
         /// quick (the test suite's sizes, about a second) or full (K = 2 up to M = 30, K = 3
         /// up to M = 30, K = 4 up to M = 12; k up to 1000).
@@ -128,9 +150,8 @@ enum SimulateProcess {
         threads: Option<usize>,
         #[arg(long)]
         json: bool,
-        /// Per-generation statistics as a Parquet file.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        run: pieces::RunArgs,
     },
     /// d-dimensional Gaussian re-fitted (mean, unbiased covariance) to M_i samples of itself.
     Mvn {
@@ -254,6 +275,10 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
+        if let Some(code) = pieces::interrupted_exit_code(&e) {
+            eprintln!("collapse: {e}");
+            std::process::exit(code);
+        }
         let closed_pipe = e.chain().any(|cause| {
             cause
                 .downcast_ref::<std::io::Error>()
@@ -336,22 +361,11 @@ fn run(cli: Cli) -> Result<()> {
                     method,
                     threads,
                     json,
-                    out,
+                    run,
                 },
         } => {
-            let spec = process.spec()?;
-            let mut config = EnsembleConfig::new(chains, seed, Method::parse(&method)?);
-            config.threads = threads;
-            config.progress = true;
-            if let Some(path) = &out {
-                check_output_path(path)?;
-            }
-            let run = simulate(&spec, &config)?;
-            if let Some(path) = &out {
-                collapse_reports::gaussian::write_simulation(&run, path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            print_simulation(&run, json)
+            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
+            pieces::simulate(&sim, &run, json)
         }
         Command::Simulate {
             process:
@@ -410,6 +424,8 @@ fn run(cli: Cli) -> Result<()> {
             let run = collapse_sim::gmm::simulate(&spec, &config)?;
             gmm::print_simulation(&run, json)
         }
+        Command::Merge { files, out, json } => pieces::merge(&files, &out, json),
+        Command::Slurm { args } => slurm::command(args),
         Command::Verify { scale, json } => verify(&scale, json),
         Command::Report { scale, out, seed } => {
             let scale = Scale::parse(&scale)?;
@@ -489,7 +505,7 @@ fn verify(scale: &str, json: bool) -> Result<()> {
 }
 
 /// Refuses an output path whose folder does not exist, before any work is done.
-fn check_output_path(path: &std::path::Path) -> Result<()> {
+pub(crate) fn check_output_path(path: &std::path::Path) -> Result<()> {
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -678,6 +694,149 @@ fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
                 r.collapsed_fraction
             );
         }
+    }
+    Ok(())
+}
+
+/// The gaussian ensemble behind `simulate gaussian`.
+struct GaussianSimulation {
+    spec: GaussianSpec,
+    config: EnsembleConfig,
+}
+
+impl GaussianSimulation {
+    fn new(
+        process: GaussianArgs,
+        chains: u64,
+        seed: u64,
+        method: &str,
+        threads: Option<usize>,
+    ) -> Result<GaussianSimulation> {
+        let spec = process.spec()?;
+        let mut config = EnsembleConfig::new(chains, seed, Method::parse(method)?);
+        config.threads = threads;
+        config.progress = true;
+        Ok(GaussianSimulation { spec, config })
+    }
+}
+
+impl pieces::Simulation for GaussianSimulation {
+    type Assembler = collapse_sim::gaussian::Assembler;
+    type Run = GaussianRun;
+    const PROCESS: &'static str = "gaussian";
+    const LAYOUT: collapse_sim::shard::Layout = collapse_sim::gaussian::LAYOUT;
+    fn chains(&self) -> u64 {
+        self.config.chains
+    }
+    fn generations(&self) -> u64 {
+        self.spec.generations
+    }
+    fn identity(&self) -> String {
+        format!(
+            "{:?} chains={} seed={} method={}",
+            self.spec,
+            self.config.chains,
+            self.config.seed,
+            self.config.method.name()
+        )
+    }
+    fn threads(&self) -> Option<usize> {
+        self.config.threads
+    }
+    fn simulate(&self) -> Result<GaussianRun, collapse_sim::SimError> {
+        simulate(&self.spec, &self.config)
+    }
+    fn assembler(&self) -> Self::Assembler {
+        collapse_sim::gaussian::Assembler::new(&self.spec, &self.config)
+    }
+    fn piece(
+        &self,
+        owned: collapse_sim::shard::ChainRange,
+        sink: &mut dyn collapse_sim::shard::PieceSink,
+    ) -> Result<Vec<u64>, collapse_sim::SimError> {
+        collapse_sim::gaussian::simulate_piece(&self.spec, &self.config, owned, sink)
+    }
+    fn write(run: &GaussianRun, path: &std::path::Path) -> Result<()> {
+        collapse_reports::simulation::write_gaussian(run, path)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+    fn print(run: &GaussianRun, json: bool) -> Result<()> {
+        print_simulation(run, json)
+    }
+}
+
+/// Rebuilds the run of merged pieces from the command that made them.
+fn merge_command(
+    command: &[String],
+    records: &[collapse_sim::shard::PieceRecord],
+    out: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    let cli =
+        Cli::try_parse_from(std::iter::once("collapse".to_string()).chain(command.iter().cloned()))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: its command does not parse: {}",
+                    records[0].source.display(),
+                    e.kind()
+                )
+            })?;
+    let Command::Simulate { process } = cli.command else {
+        bail!(
+            "{}: not the piece of a simulate command",
+            records[0].source.display()
+        );
+    };
+    match process {
+        SimulateProcess::Gaussian {
+            process,
+            chains,
+            seed,
+            method,
+            threads,
+            ..
+        } => {
+            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
+            pieces::merge_as(&sim, records, out, json)
+        }
+        _ => bail!("merge of this process is not available yet"),
+    }
+}
+
+/// Checks `simulate` arguments (`<process> ...`) without running anything (for `slurm`).
+pub(crate) fn validate_simulate(args: &[String]) -> Result<()> {
+    let cli = Cli::try_parse_from(
+        ["collapse", "simulate"]
+            .into_iter()
+            .map(String::from)
+            .chain(args.iter().cloned()),
+    )
+    .map_err(|e| {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string();
+        anyhow::anyhow!("{first}")
+    })?;
+    let Command::Simulate { process } = cli.command else {
+        bail!("not a simulate command");
+    };
+    match process {
+        SimulateProcess::Gaussian {
+            process,
+            chains,
+            seed,
+            method,
+            threads,
+            ..
+        } => {
+            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
+            collapse_sim::gaussian::check(&sim.spec, &sim.config)?;
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -8,8 +8,6 @@ use crate::table::ComparisonRow;
 use collapse_analysis::gaussian::{GaussianTheory, theory};
 use collapse_analysis::{Estimator, GaussianSpec, Schedule};
 use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
-use polars::prelude::*;
-use std::path::Path;
 
 /// One experiment: a spec, an ensemble, and a name for its files.
 #[derive(Debug, Clone)]
@@ -328,62 +326,4 @@ pub fn figures(outcome: &Outcome) -> Vec<(String, Figure)> {
             ],
         ),
     ]
-}
-
-/// Per-generation simulation output as a long table (`collapse simulate --out`).
-pub fn simulation_frame(run: &GaussianRun) -> Result<DataFrame, ReportError> {
-    let mut n = Vec::new();
-    let mut quantity = Vec::new();
-    let mut mean = Vec::new();
-    let mut stderr = Vec::new();
-    for row in &run.rows {
-        let mut push = |q: &str, m: f64, s: f64| {
-            n.push(row.n);
-            quantity.push(q.to_string());
-            mean.push(m);
-            stderr.push(s);
-        };
-        push("variance", row.variance.mean, row.variance.stderr);
-        push("sigma", row.sigma.mean, row.sigma.stderr);
-        push(
-            "log_variance",
-            row.log_variance.mean,
-            row.log_variance.stderr,
-        );
-        push(
-            "var_log_variance",
-            row.log_variance.variance,
-            row.log_variance.variance_stderr,
-        );
-        push(
-            "mean_sq_error",
-            row.mean_sq_error.mean,
-            row.mean_sq_error.stderr,
-        );
-        push("w2_sq", row.w2_sq.mean, row.w2_sq.stderr);
-        push("q1_variance", row.variance_quartiles[0], f64::NAN);
-        push("median_variance", row.variance_quartiles[1], f64::NAN);
-        push("q3_variance", row.variance_quartiles[2], f64::NAN);
-        push("median_w2_sq", row.w2_sq_quartiles[1], f64::NAN);
-        push("collapsed_fraction", row.collapsed_fraction, f64::NAN);
-    }
-    let height = n.len();
-    Ok(DataFrame::new(
-        height,
-        vec![
-            Column::new("generation".into(), n),
-            Column::new("quantity".into(), quantity),
-            Column::new("mean".into(), mean),
-            Column::new("stderr".into(), stderr),
-        ],
-    )?)
-}
-
-/// Writes `collapse simulate --out FILE.parquet` atomically.
-pub fn write_simulation(run: &GaussianRun, path: &Path) -> Result<(), ReportError> {
-    let mut df = simulation_frame(run)?;
-    crate::table::write_atomic(path, |w| {
-        ParquetWriter::new(w).finish(&mut df)?;
-        Ok(())
-    })
 }

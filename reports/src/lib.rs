@@ -10,6 +10,7 @@ pub mod mvn;
 pub mod report;
 pub mod schedules;
 pub mod section;
+pub mod simulation;
 pub mod strategies;
 pub mod table;
 

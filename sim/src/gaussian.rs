@@ -8,9 +8,9 @@ use crate::kernels::{self, ChiSquareConstants};
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
+use crate::shard;
 use crate::shard::{Assemble, ChainRange, Layout, PieceSink, Words};
 use crate::stats::{Accumulator, Moments, QuantileTracker, Summary};
-use crate::shard;
 use collapse_analysis::truth::Truth;
 use collapse_analysis::{GaussianSpec, Strategy};
 use rayon::prelude::*;
@@ -135,6 +135,12 @@ pub fn simulate(spec: &GaussianSpec, config: &EnsembleConfig) -> Result<Gaussian
     Ok(run)
 }
 
+/// Checks a spec and config as `simulate` would, without running anything.
+pub fn check(spec: &GaussianSpec, config: &EnsembleConfig) -> Result<(), SimError> {
+    strategies::check(spec, config)?;
+    crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads).map(drop)
+}
+
 /// How the ensemble reduces (`crate::shard`): blocks of `CHUNK` chains, each block's five
 /// accumulators and collapsed count, and per chain ln sigma_n^2 and W2^2 (for the quartiles).
 pub const LAYOUT: Layout = Layout {
@@ -229,11 +235,7 @@ fn emit(
         b.push_words(&mut words);
     }
     let owned = offset..offset + len;
-    sink.generation(
-        n,
-        &words,
-        &[&log_variances[owned.clone()], &w2s[owned]],
-    );
+    sink.generation(n, &words, &[&log_variances[owned.clone()], &w2s[owned]]);
 }
 
 /// Per owned chain: mu_N - mu and ln sigma_N^2, as words.

@@ -73,7 +73,11 @@ impl Layout {
     pub fn span(&self, owned: ChainRange, chains: u64) -> ChainRange {
         ChainRange {
             start: owned.start / self.block * self.block,
-            end: owned.end.div_ceil(self.block).saturating_mul(self.block).min(chains),
+            end: owned
+                .end
+                .div_ceil(self.block)
+                .saturating_mul(self.block)
+                .min(chains),
         }
     }
 
@@ -172,6 +176,9 @@ pub struct RunHeader {
 pub struct PieceRecord {
     pub run: RunHeader,
     pub owned: ChainRange,
+    /// The command that made it (for `collapse merge`, which rebuilds the run from it; not part
+    /// of the identity, so argument order does not matter).
+    pub command: String,
     pub payload: Vec<u64>,
     pub ends: Vec<u64>,
     /// Where it was read from (for messages).
@@ -238,6 +245,7 @@ pub fn encode(record: &PieceRecord) -> Vec<u8> {
     put_str(&mut out, &run.version);
     put_str(&mut out, &run.process);
     put_str(&mut out, &run.identity);
+    put_str(&mut out, &record.command);
     for x in [
         run.chains,
         run.generations,
@@ -324,6 +332,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
         let version = c.str()?;
         let process = c.str()?;
         let identity = c.str()?;
+        let command = c.str()?;
         let mut f = [0u64; 7];
         for x in &mut f {
             *x = c.u64()?;
@@ -335,7 +344,15 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
         if crc32fast::hash(&bytes[begin..end]) != stored {
             return Err("corrupt (checksum mismatch)".into());
         }
-        let [chains, generations, block, block_words, chain_values, start, stop] = f;
+        let [
+            chains,
+            generations,
+            block,
+            block_words,
+            chain_values,
+            start,
+            stop,
+        ] = f;
         let layout = Layout {
             block,
             block_words: block_words as usize,
@@ -346,8 +363,8 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
             return Err(format!("corrupt (owned chains {owned} of {chains})"));
         }
         let (_, nblocks) = layout.blocks(layout.span(owned, chains));
-        let per_gen = 1 + nblocks as u128 * block_words as u128
-            + owned.len() as u128 * chain_values as u128;
+        let per_gen =
+            1 + nblocks as u128 * block_words as u128 + owned.len() as u128 * chain_values as u128;
         if per_gen * (u128::from(generations) + 1) != payload.len() as u128 {
             return Err("corrupt (payload length does not match its header)".into());
         }
@@ -361,6 +378,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
                 layout,
             },
             owned,
+            command,
             payload,
             ends,
             source: path.to_path_buf(),
@@ -480,7 +498,8 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
     let w = layout.block_words;
     let mut blocks = vec![0u64; total_blocks * w];
     let mut filled = vec![usize::MAX; total_blocks];
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(run.chains as usize); layout.chain_values];
+    let mut values: Vec<Vec<f64>> =
+        vec![Vec::with_capacity(run.chains as usize); layout.chain_values];
     let mut cursors = vec![0usize; records.len()];
     for n in 0..=run.generations {
         filled.fill(usize::MAX);
@@ -512,9 +531,14 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
                 }
             }
             let owned = r.owned.len() as usize;
-            let vals = &p[1 + count as usize * w..1 + count as usize * w + owned * layout.chain_values];
+            let vals =
+                &p[1 + count as usize * w..1 + count as usize * w + owned * layout.chain_values];
             for (q, v) in values.iter_mut().enumerate() {
-                v.extend(vals[q * owned..(q + 1) * owned].iter().map(|&b| f64::from_bits(b)));
+                v.extend(
+                    vals[q * owned..(q + 1) * owned]
+                        .iter()
+                        .map(|&b| f64::from_bits(b)),
+                );
             }
             cursors[i] += 1 + count as usize * w + owned * layout.chain_values;
         }
@@ -557,7 +581,7 @@ impl PieceSink for Recorder<'_> {
 pub type PieceRun<'a> =
     dyn FnMut(ChainRange, &mut dyn PieceSink) -> Result<Vec<u64>, SimError> + 'a;
 
-/// Runs `owned` as a single piece (a shard without checkpoints).
+/// Runs `owned` as a single piece (a shard without checkpoints); `command` is left empty.
 pub fn run_piece(
     run: &RunHeader,
     owned: ChainRange,
@@ -569,6 +593,7 @@ pub fn run_piece(
     Ok(PieceRecord {
         run: run.clone(),
         owned,
+        command: String::new(),
         payload: recorder.words,
         ends,
         source: PathBuf::from("(this run)"),
@@ -610,7 +635,11 @@ fn saved_units(
     let mut paths = Vec::new();
     for e in entries {
         let path = e.map_err(io_error(&cp.dir))?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if name.starts_with('.') && name.ends_with(".tmp") {
             fs::remove_file(&path).map_err(io_error(&path))?;
         } else if name.starts_with(UNIT_PREFIX) && name.ends_with(UNIT_SUFFIX) {
@@ -628,7 +657,9 @@ fn saved_units(
         let records = read_file(&path).map_err(|e| match e {
             ShardError::Bad { path, why } => ShardError::Bad {
                 path,
-                why: format!("{why}; refusing the checkpoint (remove this file to recompute its chains)"),
+                why: format!(
+                    "{why}; refusing the checkpoint (remove this file to recompute its chains)"
+                ),
             },
             other => other,
         })?;
@@ -666,6 +697,7 @@ fn saved_units(
 /// one takes about `every` (at least `min_unit` chains, whole blocks after the first).
 pub fn run_checkpointed(
     run: &RunHeader,
+    command: &str,
     owned: ChainRange,
     cp: &Checkpoint,
     min_unit: u64,
@@ -674,7 +706,6 @@ pub fn run_checkpointed(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Vec<PieceRecord>, ShardError> {
     let mut units = saved_units(cp, run, owned)?;
-    fs::create_dir_all(&cp.dir).map_err(io_error(&cp.dir))?;
     let mut gaps = Vec::new();
     let mut at = owned.start;
     for u in &units {
@@ -700,11 +731,17 @@ pub fn run_checkpointed(
         let mut start = gap.start;
         while start < gap.end {
             // Unit ends fall on block boundaries, so no block is computed by two units.
-            let end = (start + size).div_ceil(block).saturating_mul(block).min(gap.end);
+            let end = (start + size)
+                .div_ceil(block)
+                .saturating_mul(block)
+                .min(gap.end);
             let unit = ChainRange { start, end };
             let clock = Instant::now();
             let record = match run_piece(run, unit, stop, piece) {
-                Ok(r) => r,
+                Ok(r) => PieceRecord {
+                    command: command.to_string(),
+                    ..r
+                },
                 Err(SimError::Interrupted) => {
                     return Err(ShardError::Interrupted {
                         saved: done,
@@ -714,6 +751,8 @@ pub fn run_checkpointed(
                 }
                 Err(e) => return Err(e.into()),
             };
+            // Created only now: a run refused before its first unit leaves nothing behind.
+            fs::create_dir_all(&cp.dir).map_err(io_error(&cp.dir))?;
             let path = unit_path(&cp.dir, unit);
             write_atomic(&path, &encode(&record))?;
             let seconds = clock.elapsed().as_secs_f64().max(1e-6);

@@ -1,0 +1,296 @@
+//! Shards, checkpoints and merge on the command line (`collapse_sim::shard` does the work).
+//!
+//! `simulate <process> ... --shard I/N --out FILE` writes shard I's piece file;
+//! `--checkpoint DIR [--resume]` saves finished units of chains as they complete and continues
+//! from them; `collapse merge FILES... --out RESULT.parquet` rebuilds the run from its pieces,
+//! with the bytes of the single run's `--out`.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use collapse_sim::SimError;
+use collapse_sim::shard::{
+    self, Assemble, ChainRange, Checkpoint, Layout, PieceRecord, PieceRun, PieceSink, RunHeader,
+    ShardError,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Options every `simulate` process shares: where the result goes, and how the run is split.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct RunArgs {
+    /// Per-generation statistics as a Parquet file (with --shard: the shard's piece file).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only shard I of N (chains [I R/N, (I+1) R/N)) and write its piece file to --out;
+    /// `collapse merge` joins the N files into the single run's result, bit for bit.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Save each finished unit of chains in this folder (atomically); SIGINT/SIGTERM stop at
+    /// the next generation boundary with everything saved.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the units saved in --checkpoint (a fresh start if there are none).
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+    /// Aim for a checkpoint about this often (seconds): units of chains are sized to it.
+    #[arg(
+        long,
+        default_value_t = 60.0,
+        requires = "checkpoint",
+        value_name = "SECONDS"
+    )]
+    pub checkpoint_every: f64,
+}
+
+/// One process ready to run: its spec and config, and how to run, assemble, write and print it.
+pub(crate) trait Simulation {
+    type Assembler: Assemble<Run = Self::Run>;
+    type Run;
+    const PROCESS: &'static str;
+    const LAYOUT: Layout;
+    fn chains(&self) -> u64;
+    fn generations(&self) -> u64;
+    /// Everything that decides the run's bits (spec, seed, chains, method), as text.
+    fn identity(&self) -> String;
+    fn threads(&self) -> Option<usize>;
+    fn simulate(&self) -> Result<Self::Run, SimError>;
+    fn assembler(&self) -> Self::Assembler;
+    fn piece(&self, owned: ChainRange, sink: &mut dyn PieceSink) -> Result<Vec<u64>, SimError>;
+    fn write(run: &Self::Run, path: &Path) -> Result<()>;
+    fn print(run: &Self::Run, json: bool) -> Result<()>;
+
+    fn header(&self) -> RunHeader {
+        RunHeader {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            process: Self::PROCESS.to_string(),
+            identity: self.identity(),
+            chains: self.chains(),
+            generations: self.generations(),
+            layout: Self::LAYOUT,
+        }
+    }
+}
+
+/// Set by SIGINT or SIGTERM while a checkpointed run is going; the signal's number.
+static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+fn catch_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize)
+            .context("installing a signal handler")?;
+        signal_hook::flag::register(sig, &STOP).context("installing a signal handler")?;
+    }
+    Ok(())
+}
+
+/// The exit code of a run stopped by a signal: 128 + its number.
+pub(crate) fn interrupted_exit_code(e: &anyhow::Error) -> Option<i32> {
+    e.chain()
+        .any(|c| {
+            matches!(
+                c.downcast_ref::<ShardError>(),
+                Some(ShardError::Interrupted { .. })
+            )
+        })
+        .then(|| 128 + SIGNAL.load(Ordering::SeqCst) as i32)
+}
+
+/// `I/N` with N >= 1, I < N and at least one chain per shard.
+fn parse_shard(text: &str, chains: u64) -> Result<(u64, u64)> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)));
+    let Some((i, n)) = parsed else {
+        bail!("invalid --shard: '{text}' (expected I/N, e.g. 0/4)");
+    };
+    if n == 0 || i >= n {
+        bail!("invalid --shard: {i}/{n} (needs 0 <= I < N)");
+    }
+    if n > chains {
+        bail!("invalid --shard: {n} shards of {chains} chains (each shard needs a chain)");
+    }
+    Ok((i, n))
+}
+
+/// The simulate arguments that decide the run, for a piece's header: the command line
+/// without where results go, how the run is split, threads and output format.
+pub(crate) fn canonical_command() -> String {
+    const SKIP_WITH_VALUE: [&str; 5] = [
+        "--out",
+        "--shard",
+        "--checkpoint",
+        "--checkpoint-every",
+        "--threads",
+    ];
+    const SKIP: [&str; 2] = ["--resume", "--json"];
+    let mut kept = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let name = a.split('=').next().unwrap_or_default();
+        if SKIP.contains(&a.as_str()) {
+            continue;
+        }
+        if SKIP_WITH_VALUE.contains(&name) {
+            if !a.contains('=') {
+                args.next();
+            }
+            continue;
+        }
+        kept.push(a);
+    }
+    serde_json::to_string(&kept).expect("strings serialise")
+}
+
+fn check_out(path: &Path) -> Result<()> {
+    crate::check_output_path(path)
+}
+
+/// Runs a simulate command: plain, as a shard, or checkpointed.
+pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Result<()> {
+    if let Some(path) = &args.out {
+        check_out(path)?;
+    }
+    if !(args.checkpoint_every.is_finite() && args.checkpoint_every >= 0.0) {
+        bail!(
+            "invalid --checkpoint-every: {} (expected seconds >= 0)",
+            args.checkpoint_every
+        );
+    }
+    let shard = match &args.shard {
+        Some(text) => Some(parse_shard(text, sim.chains())?),
+        None => None,
+    };
+    if shard.is_some() && args.out.is_none() {
+        bail!("--shard needs --out FILE (the shard's piece file, for `collapse merge`)");
+    }
+    let Some(owned) = (match shard {
+        Some((i, n)) => Some(ChainRange::shard(i, n, sim.chains())),
+        None => args
+            .checkpoint
+            .is_some()
+            .then(|| ChainRange::all(sim.chains())),
+    }) else {
+        let run = sim.simulate()?;
+        if let Some(path) = &args.out {
+            S::write(&run, path)?;
+        }
+        return S::print(&run, json);
+    };
+    let header = sim.header();
+    let command = canonical_command();
+    let mut piece = |o: ChainRange, s: &mut dyn PieceSink| sim.piece(o, s);
+    let records = match &args.checkpoint {
+        Some(dir) => {
+            catch_signals()?;
+            let cp = Checkpoint {
+                dir: dir.clone(),
+                every: Duration::from_secs_f64(args.checkpoint_every),
+                resume: args.resume,
+            };
+            let threads = sim
+                .threads()
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                as u64;
+            let min_unit = S::LAYOUT.block * threads;
+            let mut progress = |_done: u64, _total: u64| {};
+            let records = shard::run_checkpointed(
+                &header,
+                &command,
+                owned,
+                &cp,
+                min_unit,
+                &STOP,
+                &mut piece as &mut PieceRun<'_>,
+                &mut progress,
+            )?;
+            Some((records, cp))
+        }
+        None => {
+            let record = shard::run_piece(&header, owned, &STOP, &mut piece)?;
+            Some((
+                vec![PieceRecord {
+                    command: command.clone(),
+                    ..record
+                }],
+                Checkpoint {
+                    dir: PathBuf::new(),
+                    every: Duration::ZERO,
+                    resume: false,
+                },
+            ))
+        }
+    };
+    let (records, cp) = records.expect("a piece ran");
+    let out = args.out.as_deref();
+    if let Some((i, n)) = shard {
+        let path = out.expect("checked above");
+        let mut bytes = Vec::new();
+        for r in &records {
+            bytes.extend_from_slice(&shard::encode(r));
+        }
+        shard::write_atomic(path, &bytes)?;
+        if args.checkpoint.is_some() {
+            shard::remove_checkpoint(&cp)?;
+        }
+        if json {
+            outln!(
+                "{}",
+                serde_json::json!({"shard": i, "shards": n, "chains": [owned.start, owned.end], "file": path})
+            );
+        } else {
+            outln!(
+                "shard {i}/{n} (chains {owned}) written to {}",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let records = shard::check_set(records)?;
+    let run = shard::merge(&records, sim.assembler())?;
+    if let Some(path) = out {
+        S::write(&run, path)?;
+    }
+    shard::remove_checkpoint(&cp)?;
+    S::print(&run, json)
+}
+
+/// `collapse merge`: reads the pieces, checks they make one whole run, rebuilds it.
+pub(crate) fn merge(files: &[PathBuf], out: &Path, json: bool) -> Result<()> {
+    check_out(out)?;
+    if files.is_empty() {
+        bail!("no piece files to merge");
+    }
+    let mut records = Vec::new();
+    for f in files {
+        records.extend(shard::read_file(f)?);
+    }
+    let records = shard::check_set(records)?;
+    let command: Vec<String> = serde_json::from_str(&records[0].command).with_context(|| {
+        format!(
+            "{}: its command is not readable (written by another version?)",
+            records[0].source.display()
+        )
+    })?;
+    crate::merge_command(&command, &records, out, json)
+}
+
+/// The merge of one process: the pieces' command rebuilt `sim`, whose identity must be theirs.
+pub(crate) fn merge_as<S: Simulation>(
+    sim: &S,
+    records: &[PieceRecord],
+    out: &Path,
+    json: bool,
+) -> Result<()> {
+    if sim.header() != records[0].run {
+        bail!(
+            "{}: its command does not rebuild the run it holds (written by another version of collapse?)",
+            records[0].source.display()
+        );
+    }
+    let run = shard::merge(records, sim.assembler())?;
+    S::write(&run, out)?;
+    S::print(&run, json)
+}
