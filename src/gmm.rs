@@ -170,3 +170,13 @@ pub fn print_simulation(run: &GmmRun, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+crate::pieces::simulation!(
+    GmmSimulation,
+    gmm,
+    GmmSpec,
+    collapse_sim::gmm::GmmConfig,
+    GmmRun,
+    collapse_reports::simulation::write_gmm,
+    print_simulation
+);

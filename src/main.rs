@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use collapse_analysis::gaussian::{Feasibility, GaussianTheory, theory, w2_limit};
 use collapse_analysis::{Estimator, GaussianSpec, MAX_DIGITS, Schedule};
 use collapse_reports::{Scale, run_report};
-use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method, simulate};
+use collapse_sim::gaussian::{EnsembleConfig, GaussianRun, Method};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -170,6 +170,8 @@ enum SimulateProcess {
         threads: Option<usize>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        run: pieces::RunArgs,
     },
     /// Gaussian mixture (K components, full covariances) re-fitted by EM to M_i samples of
     /// itself each generation (the paper's: K = 2, N(0, I_2), M = 1000).
@@ -189,6 +191,8 @@ enum SimulateProcess {
         threads: Option<usize>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        run: pieces::RunArgs,
     },
     /// Categorical distribution re-estimated from M draws each generation (Wright–Fisher).
     Markov {
@@ -207,6 +211,8 @@ enum SimulateProcess {
         threads: Option<usize>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        run: pieces::RunArgs,
     },
 }
 
@@ -352,77 +358,9 @@ fn run(cli: Cli) -> Result<()> {
             let t = collapse_analysis::mvn::theory(&spec, digits)?;
             mvn::print_theory(&t, digits, json)
         }
-        Command::Simulate {
-            process:
-                SimulateProcess::Gaussian {
-                    process,
-                    chains,
-                    seed,
-                    method,
-                    threads,
-                    json,
-                    run,
-                },
-        } => {
-            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
-            pieces::simulate(&sim, &run, json)
-        }
-        Command::Simulate {
-            process:
-                SimulateProcess::Markov {
-                    process,
-                    chains,
-                    seed,
-                    method,
-                    threads,
-                    json,
-                },
-        } => {
-            let spec = process.spec()?;
-            let method = collapse_sim::markov::MarkovMethod::parse(&method)?;
-            let mut config = collapse_sim::markov::MarkovConfig::new(chains, seed, method);
-            config.threads = threads;
-            config.progress = true;
-            let run = collapse_sim::markov::simulate(&spec, &config)?;
-            markov::print_simulation(&run, json)
-        }
-        Command::Simulate {
-            process:
-                SimulateProcess::Mvn {
-                    process,
-                    chains,
-                    seed,
-                    method,
-                    threads,
-                    json,
-                },
-        } => {
-            let spec = process.spec()?;
-            let method = collapse_sim::mvn::MvnMethod::parse(&method)?;
-            let mut config = collapse_sim::mvn::MvnConfig::new(chains, seed, method);
-            config.threads = threads;
-            config.progress = true;
-            let run = collapse_sim::mvn::simulate(&spec, &config)?;
-            mvn::print_simulation(&run, json)
-        }
-        Command::Simulate {
-            process:
-                SimulateProcess::Gmm {
-                    process,
-                    chains,
-                    seed,
-                    heldout,
-                    threads,
-                    json,
-                },
-        } => {
-            let spec = process.spec()?;
-            let mut config = collapse_sim::gmm::GmmConfig::new(chains, seed);
-            config.heldout = heldout;
-            config.threads = threads;
-            config.progress = true;
-            let run = collapse_sim::gmm::simulate(&spec, &config)?;
-            gmm::print_simulation(&run, json)
+        Command::Simulate { process } => {
+            let (sim, run, json) = prepare(process)?;
+            with_simulation!(sim, s => pieces::simulate(&s, &run, json))
         }
         Command::Merge { files, out, json } => pieces::merge(&files, &out, json),
         Command::Slurm { args } => slurm::command(args),
@@ -698,11 +636,15 @@ fn print_simulation(run: &GaussianRun, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The gaussian ensemble behind `simulate gaussian`.
-struct GaussianSimulation {
-    spec: GaussianSpec,
-    config: EnsembleConfig,
-}
+pieces::simulation!(
+    GaussianSimulation,
+    gaussian,
+    GaussianSpec,
+    EnsembleConfig,
+    GaussianRun,
+    collapse_reports::simulation::write_gaussian,
+    print_simulation
+);
 
 impl GaussianSimulation {
     fn new(
@@ -720,49 +662,126 @@ impl GaussianSimulation {
     }
 }
 
-impl pieces::Simulation for GaussianSimulation {
-    type Assembler = collapse_sim::gaussian::Assembler;
-    type Run = GaussianRun;
-    const PROCESS: &'static str = "gaussian";
-    const LAYOUT: collapse_sim::shard::Layout = collapse_sim::gaussian::LAYOUT;
-    fn chains(&self) -> u64 {
-        self.config.chains
-    }
-    fn generations(&self) -> u64 {
-        self.spec.generations
-    }
-    fn identity(&self) -> String {
-        format!(
-            "{:?} chains={} seed={} method={}",
-            self.spec,
-            self.config.chains,
-            self.config.seed,
-            self.config.method.name()
-        )
-    }
-    fn threads(&self) -> Option<usize> {
-        self.config.threads
-    }
-    fn simulate(&self) -> Result<GaussianRun, collapse_sim::SimError> {
-        simulate(&self.spec, &self.config)
-    }
-    fn assembler(&self) -> Self::Assembler {
-        collapse_sim::gaussian::Assembler::new(&self.spec, &self.config)
-    }
-    fn piece(
-        &self,
-        owned: collapse_sim::shard::ChainRange,
-        sink: &mut dyn collapse_sim::shard::PieceSink,
-    ) -> Result<Vec<u64>, collapse_sim::SimError> {
-        collapse_sim::gaussian::simulate_piece(&self.spec, &self.config, owned, sink)
-    }
-    fn write(run: &GaussianRun, path: &std::path::Path) -> Result<()> {
-        collapse_reports::simulation::write_gaussian(run, path)
-            .with_context(|| format!("writing {}", path.display()))
-    }
-    fn print(run: &GaussianRun, json: bool) -> Result<()> {
-        print_simulation(run, json)
-    }
+/// A simulate command's process, ready to run.
+enum Prepared {
+    Gaussian(GaussianSimulation),
+    Markov(markov::MarkovSimulation),
+    Mvn(mvn::MvnSimulation),
+    Gmm(gmm::GmmSimulation),
+}
+
+/// Runs `$body` with `$s` bound to the prepared process, whatever its type.
+macro_rules! with_simulation {
+    ($prepared:expr, $s:ident => $body:expr) => {
+        match $prepared {
+            Prepared::Gaussian($s) => $body,
+            Prepared::Markov($s) => $body,
+            Prepared::Mvn($s) => $body,
+            Prepared::Gmm($s) => $body,
+        }
+    };
+}
+use with_simulation;
+
+/// The spec and config of a simulate command, with its run options and output format.
+fn prepare(process: SimulateProcess) -> Result<(Prepared, pieces::RunArgs, bool)> {
+    Ok(match process {
+        SimulateProcess::Gaussian {
+            process,
+            chains,
+            seed,
+            method,
+            threads,
+            json,
+            run,
+        } => (
+            Prepared::Gaussian(GaussianSimulation::new(
+                process, chains, seed, &method, threads,
+            )?),
+            run,
+            json,
+        ),
+        SimulateProcess::Markov {
+            process,
+            chains,
+            seed,
+            method,
+            threads,
+            json,
+            run,
+        } => {
+            let method = collapse_sim::markov::MarkovMethod::parse(&method)?;
+            let mut config = collapse_sim::markov::MarkovConfig::new(chains, seed, method);
+            config.threads = threads;
+            config.progress = true;
+            let spec = process.spec()?;
+            (
+                Prepared::Markov(markov::MarkovSimulation { spec, config }),
+                run,
+                json,
+            )
+        }
+        SimulateProcess::Mvn {
+            process,
+            chains,
+            seed,
+            method,
+            threads,
+            json,
+            run,
+        } => {
+            let spec = process.spec()?;
+            let method = collapse_sim::mvn::MvnMethod::parse(&method)?;
+            let mut config = collapse_sim::mvn::MvnConfig::new(chains, seed, method);
+            config.threads = threads;
+            config.progress = true;
+            (
+                Prepared::Mvn(mvn::MvnSimulation { spec, config }),
+                run,
+                json,
+            )
+        }
+        SimulateProcess::Gmm {
+            process,
+            chains,
+            seed,
+            heldout,
+            threads,
+            json,
+            run,
+        } => {
+            let spec = process.spec()?;
+            let mut config = collapse_sim::gmm::GmmConfig::new(chains, seed);
+            config.heldout = heldout;
+            config.threads = threads;
+            config.progress = true;
+            (
+                Prepared::Gmm(gmm::GmmSimulation { spec, config }),
+                run,
+                json,
+            )
+        }
+    })
+}
+
+/// Parses `collapse simulate <args>` into its prepared process (clap's first message line on
+/// failure).
+fn parse_simulate(args: &[String]) -> Result<(Prepared, pieces::RunArgs, bool)> {
+    let cli = Cli::try_parse_from(
+        ["collapse", "simulate"]
+            .into_iter()
+            .map(String::from)
+            .chain(args.iter().cloned()),
+    )
+    .map_err(|e| {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        anyhow::anyhow!("{}", first.trim_start_matches("error: "))
+    })?;
+    let Command::Simulate { process } = cli.command else {
+        bail!("not a simulate command");
+    };
+    prepare(process)
 }
 
 /// Rebuilds the run of merged pieces from the command that made them.
@@ -772,71 +791,21 @@ fn merge_command(
     out: &std::path::Path,
     json: bool,
 ) -> Result<()> {
-    let cli =
-        Cli::try_parse_from(std::iter::once("collapse".to_string()).chain(command.iter().cloned()))
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: its command does not parse: {}",
-                    records[0].source.display(),
-                    e.kind()
-                )
-            })?;
-    let Command::Simulate { process } = cli.command else {
-        bail!(
+    let args = match command.split_first() {
+        Some((first, rest)) if first == "simulate" => rest,
+        _ => bail!(
             "{}: not the piece of a simulate command",
             records[0].source.display()
-        );
+        ),
     };
-    match process {
-        SimulateProcess::Gaussian {
-            process,
-            chains,
-            seed,
-            method,
-            threads,
-            ..
-        } => {
-            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
-            pieces::merge_as(&sim, records, out, json)
-        }
-        _ => bail!("merge of this process is not available yet"),
-    }
+    let (sim, _, _) = parse_simulate(args)
+        .with_context(|| format!("{}: its command", records[0].source.display()))?;
+    with_simulation!(sim, s => pieces::merge_as(&s, records, out, json))
 }
 
-/// Checks `simulate` arguments (`<process> ...`) without running anything (for `slurm`).
+/// Checks `simulate` arguments (`<process> ...`) without running the ensemble (for `slurm`).
 pub(crate) fn validate_simulate(args: &[String]) -> Result<()> {
-    let cli = Cli::try_parse_from(
-        ["collapse", "simulate"]
-            .into_iter()
-            .map(String::from)
-            .chain(args.iter().cloned()),
-    )
-    .map_err(|e| {
-        let text = e.render().to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_string();
-        anyhow::anyhow!("{first}")
-    })?;
-    let Command::Simulate { process } = cli.command else {
-        bail!("not a simulate command");
-    };
-    match process {
-        SimulateProcess::Gaussian {
-            process,
-            chains,
-            seed,
-            method,
-            threads,
-            ..
-        } => {
-            let sim = GaussianSimulation::new(process, chains, seed, &method, threads)?;
-            collapse_sim::gaussian::check(&sim.spec, &sim.config)?;
-        }
-        _ => {}
-    }
-    Ok(())
+    use pieces::Simulation as _;
+    let (sim, _, _) = parse_simulate(args)?;
+    with_simulation!(sim, s => s.validate())
 }

@@ -258,3 +258,13 @@ pub fn print_simulation(run: &MarkovRun, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+crate::pieces::simulation!(
+    MarkovSimulation,
+    markov,
+    MarkovSpec,
+    collapse_sim::markov::MarkovConfig,
+    MarkovRun,
+    collapse_reports::simulation::write_markov,
+    print_simulation
+);

@@ -268,3 +268,13 @@ pub fn print_simulation(run: &collapse_sim::mvn::MvnRun, json: bool) -> Result<(
     }
     Ok(())
 }
+
+crate::pieces::simulation!(
+    MvnSimulation,
+    mvn,
+    collapse_analysis::MvnSpec,
+    collapse_sim::mvn::MvnConfig,
+    collapse_sim::mvn::MvnRun,
+    collapse_reports::simulation::write_mvn,
+    print_simulation
+);

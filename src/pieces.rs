@@ -60,6 +60,26 @@ pub(crate) trait Simulation {
     fn write(run: &Self::Run, path: &Path) -> Result<()>;
     fn print(run: &Self::Run, json: bool) -> Result<()>;
 
+    /// Checks the spec and config as a run would, without running it: a piece of one chain
+    /// whose sink stops it at once.
+    fn validate(&self) -> Result<()> {
+        struct Stopped;
+        impl PieceSink for Stopped {
+            fn generation(&mut self, _: u64, _: &[u64], _: &[&[f64]]) {}
+            fn stopped(&self) -> bool {
+                true
+            }
+        }
+        let one = ChainRange {
+            start: 0,
+            end: self.chains().min(1),
+        };
+        match self.piece(one, &mut Stopped) {
+            Ok(_) | Err(SimError::Interrupted) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn header(&self) -> RunHeader {
         RunHeader {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -185,23 +205,22 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
     let records = match &args.checkpoint {
         Some(dir) => {
             catch_signals()?;
-            let cp = Checkpoint {
-                dir: dir.clone(),
-                every: Duration::from_secs_f64(args.checkpoint_every),
-                resume: args.resume,
-            };
             let threads = sim
                 .threads()
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 as u64;
-            let min_unit = S::LAYOUT.block * threads;
+            let cp = Checkpoint {
+                dir: dir.clone(),
+                every: Duration::from_secs_f64(args.checkpoint_every),
+                resume: args.resume,
+                min_unit: S::LAYOUT.block * threads,
+            };
             let mut progress = |_done: u64, _total: u64| {};
             let records = shard::run_checkpointed(
                 &header,
                 &command,
                 owned,
                 &cp,
-                min_unit,
                 &STOP,
                 &mut piece as &mut PieceRun<'_>,
                 &mut progress,
@@ -219,6 +238,7 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
                     dir: PathBuf::new(),
                     every: Duration::ZERO,
                     resume: false,
+                    min_unit: 1,
                 },
             ))
         }
@@ -294,3 +314,58 @@ pub(crate) fn merge_as<S: Simulation>(
     S::write(&run, out)?;
     S::print(&run, json)
 }
+
+/// A process's `Simulation`: `$name { spec, config }` over `collapse_sim::$module`'s
+/// `simulate`, `simulate_piece`, `Assembler` and `LAYOUT`.
+macro_rules! simulation {
+    ($name:ident, $module:ident, $spec:ty, $config:ty, $run:ty, $write:path, $print:path) => {
+        pub(crate) struct $name {
+            pub spec: $spec,
+            pub config: $config,
+        }
+
+        impl crate::pieces::Simulation for $name {
+            type Assembler = collapse_sim::$module::Assembler;
+            type Run = $run;
+            const PROCESS: &'static str = stringify!($module);
+            const LAYOUT: collapse_sim::shard::Layout = collapse_sim::$module::LAYOUT;
+            fn chains(&self) -> u64 {
+                self.config.chains
+            }
+            fn generations(&self) -> u64 {
+                u64::from(self.spec.generations)
+            }
+            fn identity(&self) -> String {
+                // Threads and progress never change the bits; everything else may.
+                let mut config = self.config.clone();
+                config.threads = None;
+                config.progress = false;
+                format!("{:?} {:?}", self.spec, config)
+            }
+            fn threads(&self) -> Option<usize> {
+                self.config.threads
+            }
+            fn simulate(&self) -> Result<$run, collapse_sim::SimError> {
+                collapse_sim::$module::simulate(&self.spec, &self.config)
+            }
+            fn assembler(&self) -> Self::Assembler {
+                collapse_sim::$module::Assembler::new(&self.spec, &self.config)
+            }
+            fn piece(
+                &self,
+                owned: collapse_sim::shard::ChainRange,
+                sink: &mut dyn collapse_sim::shard::PieceSink,
+            ) -> Result<Vec<u64>, collapse_sim::SimError> {
+                collapse_sim::$module::simulate_piece(&self.spec, &self.config, owned, sink)
+            }
+            fn write(run: &$run, path: &std::path::Path) -> anyhow::Result<()> {
+                use anyhow::Context as _;
+                $write(run, path).with_context(|| format!("writing {}", path.display()))
+            }
+            fn print(run: &$run, json: bool) -> anyhow::Result<()> {
+                $print(run, json)
+            }
+        }
+    };
+}
+pub(crate) use simulation;

@@ -18,7 +18,8 @@
 //!
 //! Reproducibility: chain c draws its data, then its k-means++ start, from
 //! `ChainRng::for_chain(seed, stream::GMM, c)`; chains run in fixed blocks of `CHUNK` whose
-//! statistics merge in block order, so results are bit-identical for any thread count. Draw order
+//! statistics merge in block order, so results are bit-identical for any thread count and any
+//! split of the chains into pieces (`crate::shard`: `simulate_piece`, `Assembler`). Draw order
 //! per generation: (mix) the fresh real points, then the synthetic points, each as one uniform
 //! (the component) and d normals; (keep) the kept points are the first draws of the chain.
 
@@ -29,6 +30,7 @@ use crate::SimError;
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream, subsample_rows_to_front};
+use crate::shard::{self, Assemble, ChainRange, Layout, PieceSink, Words};
 use crate::stats::{Accumulator, Summary};
 use collapse_analysis::Strategy;
 use collapse_analysis::gmm::{GmmSpec, Mixture, l2_sq};
@@ -503,32 +505,205 @@ fn check(spec: &GmmSpec, config: &GmmConfig) -> Result<(), SimError> {
     Ok(())
 }
 
-/// Runs `config.chains` chains of `spec`. Errors (never panics) on bad settings.
-pub fn simulate(spec: &GmmSpec, config: &GmmConfig) -> Result<GmmRun, SimError> {
-    let spec = GmmSpec::new(
+/// `spec` rebuilt through `GmmSpec::new` and `with_strategy`: a hand-built spec is checked as
+/// one parsed from the command line.
+fn validated(spec: &GmmSpec) -> Result<GmmSpec, SimError> {
+    Ok(GmmSpec::new(
         spec.components as u64,
         spec.schedule.clone(),
         spec.generations,
         spec.truth.clone(),
     )?
-    .with_strategy(spec.strategy)?;
-    check(&spec, config)?;
-    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
-    Ok(pool.install(|| run(&spec, config)))
+    .with_strategy(spec.strategy)?)
 }
 
-fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
+/// Runs `config.chains` chains of `spec`. Errors (never panics) on bad settings.
+pub fn simulate(spec: &GmmSpec, config: &GmmConfig) -> Result<GmmRun, SimError> {
     let start = Instant::now();
+    let spec = validated(spec)?;
+    let mut run = shard::run_whole(
+        config.chains,
+        Assembler::new(&spec, config),
+        |owned, sink| simulate_piece(&spec, config, owned, sink),
+    )?;
+    run.seconds = start.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// How the ensemble reduces (`crate::shard`): blocks of `CHUNK` chains, each block's
+/// accumulators of the nine per-chain quantities (the fractions are accumulator means, so no
+/// counts); no per-chain values (a row has no quantiles).
+pub const LAYOUT: Layout = Layout {
+    block: CHUNK as u64,
+    block_words: QUANTITIES * Accumulator::WORDS,
+    chain_values: 0,
+};
+
+/// Runs the chains of `owned` (and the rest of the blocks they touch) into `sink`; returns the
+/// piece's end words: chain 0's mixture at every generation if the piece owns chain 0, none
+/// otherwise. Merged pieces give the bits of `simulate`.
+pub fn simulate_piece(
+    spec: &GmmSpec,
+    config: &GmmConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let spec = validated(spec)?;
+    check(&spec, config)?;
+    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
+    crate::check_piece(owned, config.chains)?;
+    pool.install(|| run(&spec, config, owned, sink))
+}
+
+/// Builds a `GmmRun` from the partials of every chain (`crate::shard`).
+pub struct Assembler {
+    spec: GmmSpec,
+    config: GmmConfig,
+    rows: Vec<GmmGenerationStats>,
+}
+
+impl Assembler {
+    pub fn new(spec: &GmmSpec, config: &GmmConfig) -> Assembler {
+        Assembler {
+            spec: spec.clone(),
+            config: config.clone(),
+            rows: Vec::with_capacity(spec.generations as usize + 1),
+        }
+    }
+}
+
+impl Assemble for Assembler {
+    type Run = GmmRun;
+
+    fn generation(&mut self, n: u64, blocks: &[u64], _values: &[&[f64]]) {
+        let mut words = Words::new(blocks);
+        let mut stats = Vec::with_capacity(blocks.len() / LAYOUT.block_words);
+        while words.remaining() > 0 {
+            stats.push(block_from_words(&mut words));
+        }
+        self.rows.push(generation_row(n, &stats));
+    }
+
+    fn finish(self, ends: &[&[u64]]) -> GmmRun {
+        // Only the piece that owns chain 0 has end words.
+        let mut chain0 = Vec::with_capacity(self.rows.len());
+        for e in ends.iter().filter(|e| !e.is_empty()) {
+            let mut words = Words::new(e);
+            let count = words.u64();
+            chain0.extend((0..count).map(|_| read_mixture(&mut words)));
+        }
+        GmmRun {
+            spec: self.spec,
+            config: self.config,
+            rows: self.rows,
+            chain0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// One block's statistics: an accumulator per quantity.
+type BlockStats = [Accumulator; QUANTITIES];
+
+fn block_from_words(words: &mut Words<'_>) -> BlockStats {
+    std::array::from_fn(|_| Accumulator::from_words(words))
+}
+
+/// Hands generation n of a span to the sink: its blocks as words (no per-chain values).
+fn emit(sink: &mut dyn PieceSink, n: u64, blocks: &[BlockStats]) {
+    let mut words = Vec::with_capacity(blocks.len() * LAYOUT.block_words);
+    for b in blocks {
+        for a in b {
+            a.push_words(&mut words);
+        }
+    }
+    sink.generation(n, &words, &[]);
+}
+
+/// A mixture as words: dim, K, then the weights, means and covariances (`Mixture`'s layout).
+fn push_mixture(out: &mut Vec<u64>, m: &Mixture) {
+    out.push(m.dim as u64);
+    out.push(m.components() as u64);
+    for part in [&m.weights, &m.means, &m.covs] {
+        shard::push_f64s(out, part);
+    }
+}
+
+fn read_mixture(words: &mut Words<'_>) -> Mixture {
+    let dim = words.u64() as usize;
+    let k = words.u64() as usize;
+    let mut take = |len: usize| (0..len).map(|_| words.f64()).collect::<Vec<f64>>();
+    let weights = take(k);
+    let means = take(k * dim);
+    let covs = take(k * dim * dim);
+    Mixture {
+        dim,
+        weights,
+        means,
+        covs,
+    }
+}
+
+/// Chain 0's mixtures as end words: their count, then each (`push_mixture`).
+fn end_words(chain0: &[Mixture]) -> Vec<u64> {
+    let mut out = Vec::new();
+    out.push(chain0.len() as u64);
+    for m in chain0 {
+        push_mixture(&mut out, m);
+    }
+    out
+}
+
+/// The row of generation n from its blocks' statistics, merged in block order (the same bits
+/// for any thread count or split into pieces).
+fn generation_row(n: u64, blocks: &[BlockStats]) -> GmmGenerationStats {
+    let total = blocks
+        .iter()
+        .fold([Accumulator::default(); QUANTITIES], |acc, b| {
+            std::array::from_fn(|q| acc[q].merge(&b[q]))
+        });
+    let s = |q: usize| {
+        let x = total[q].moments();
+        Summary {
+            mean: x.mean,
+            stderr: x.stderr,
+        }
+    };
+    GmmGenerationStats {
+        n,
+        l2_sq: s(L2),
+        heldout_loglik: s(LOGLIK),
+        distance: s(DISTANCE),
+        min_eigenvalue: s(MIN_EIG),
+        max_eigenvalue: s(MAX_EIG),
+        min_weight: s(MIN_WEIGHT),
+        vanished_fraction: s(VANISHED).mean,
+        em_iterations: s(ITERATIONS),
+        unconverged_fraction: s(UNCONVERGED).mean,
+    }
+}
+
+fn run(
+    spec: &GmmSpec,
+    config: &GmmConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let span = LAYOUT.span(owned, config.chains);
+    // The piece that owns chain 0 keeps its mixtures (span.start = 0 puts it first).
+    let keeps_chain0 = owned.start == 0;
     let d = spec.dim;
     let sizes = spec.sample_sizes();
     let truth_model = Model::of(&spec.truth);
+    // Shared by all chains, from its own stream: every piece draws the same sample.
     let heldout = heldout_sample(spec, config);
     let normal = StandardNormal::new();
     let kept_count = match spec.strategy {
         Strategy::Keep(_) => spec.strategy.kept(sizes[0]) as usize,
         _ => 0,
     };
-    let mut chains: Vec<Chain> = (0..config.chains)
+    // Global chain indices: chain c's stream does not depend on the piece that runs it.
+    let mut chains: Vec<Chain> = (span.start..span.end)
         .into_par_iter()
         .map(|c| {
             let mut rng = ChainRng::for_chain(config.seed, stream::GMM, c);
@@ -548,12 +723,14 @@ fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
         white: vec![0.0; d],
         normal: StandardNormal::new(),
     };
-    let mut rows = Vec::with_capacity(sizes.len() + 1);
-    let mut chain0 = Vec::with_capacity(sizes.len() + 1);
+    let mut chain0 = Vec::with_capacity(if keeps_chain0 { sizes.len() + 1 } else { 0 });
     let mut progress = Progress::new(spec.generations, config.progress);
     for n in 0..=spec.generations {
+        if n > 0 && sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let m = (n > 0).then(|| sizes[(n - 1) as usize]);
-        let blocks: Vec<[Accumulator; QUANTITIES]> = chains
+        let blocks: Vec<BlockStats> = chains
             .par_chunks_mut(CHUNK)
             .map_init(new_worker, |w, block| {
                 let mut values = [[0.0; CHUNK]; QUANTITIES];
@@ -619,41 +796,18 @@ fn run(spec: &GmmSpec, config: &GmmConfig) -> GmmRun {
                 std::array::from_fn(|q| Accumulator::from_slice(&values[q][..len]))
             })
             .collect();
-        let total = blocks
-            .iter()
-            .fold([Accumulator::default(); QUANTITIES], |acc, b| {
-                std::array::from_fn(|q| acc[q].merge(&b[q]))
-            });
-        let s = |q: usize| {
-            let x = total[q].moments();
-            Summary {
-                mean: x.mean,
-                stderr: x.stderr,
-            }
-        };
-        rows.push(GmmGenerationStats {
-            n,
-            l2_sq: s(L2),
-            heldout_loglik: s(LOGLIK),
-            distance: s(DISTANCE),
-            min_eigenvalue: s(MIN_EIG),
-            max_eigenvalue: s(MAX_EIG),
-            min_weight: s(MIN_WEIGHT),
-            vanished_fraction: s(VANISHED).mean,
-            em_iterations: s(ITERATIONS),
-            unconverged_fraction: s(UNCONVERGED).mean,
-        });
-        chain0.push(chains[0].model.mixture());
+        emit(sink, n, &blocks);
+        if keeps_chain0 {
+            chain0.push(chains[0].model.mixture());
+        }
         progress.set(n);
     }
     progress.finish();
-    GmmRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        chain0,
-        seconds: start.elapsed().as_secs_f64(),
-    }
+    Ok(if keeps_chain0 {
+        end_words(&chain0)
+    } else {
+        Vec::new()
+    })
 }
 
 #[cfg(test)]

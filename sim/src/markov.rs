@@ -6,6 +6,7 @@
 use crate::SimError;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
+use crate::shard::{self, Assemble, ChainRange, Layout, PieceSink, Words};
 use crate::stats::{Accumulator, Summary};
 use collapse_analysis::markov::theory::MarkovSpec;
 use rayon::prelude::*;
@@ -210,8 +211,162 @@ const CHUNK: usize = 64;
 
 /// Runs `config.chains` chains of `spec` for N generations.
 pub fn simulate(spec: &MarkovSpec, config: &MarkovConfig) -> Result<MarkovRun, SimError> {
+    let start = Instant::now();
     let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
-    Ok(pool.install(|| run(spec, config)))
+    // `simulate_piece` without its second computation of the initial law (seconds at large K:
+    // exact arithmetic per category), which the chains and row 0 share here.
+    let positive = initial_positive(spec);
+    let mut run = shard::run_whole(
+        config.chains,
+        Assembler::with_initial(spec, config, &positive),
+        |owned, sink| {
+            crate::check_piece(owned, config.chains)?;
+            pool.install(|| run(spec, config, &positive, owned, sink))
+        },
+    )?;
+    run.seconds = start.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// How the ensemble reduces (`crate::shard`): blocks of `CHUNK` chains, each block's four
+/// accumulators and absorbed count; no per-chain values (the rows are all moments).
+pub const LAYOUT: Layout = Layout {
+    block: CHUNK as u64,
+    block_words: 4 * Accumulator::WORDS + 1,
+    chain_values: 0,
+};
+
+/// End word of a chain not absorbed by generation N.
+const NOT_ABSORBED: u64 = u64::MAX;
+
+/// Runs the chains of `owned` (and the rest of the blocks they touch) into `sink`; returns the
+/// end words: per owned chain its absorption time (`NOT_ABSORBED` if none), then per category
+/// the number of owned chains in which it survives at N. Merged pieces give the bits of
+/// `simulate`.
+pub fn simulate_piece(
+    spec: &MarkovSpec,
+    config: &MarkovConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
+    crate::check_piece(owned, config.chains)?;
+    let positive = initial_positive(spec);
+    pool.install(|| run(spec, config, &positive, owned, sink))
+}
+
+/// Builds a `MarkovRun` from the partials of every chain (`crate::shard`).
+pub struct Assembler {
+    spec: MarkovSpec,
+    config: MarkovConfig,
+    /// Row 0: the initial law, the same for every chain (the pieces send no statistics for it).
+    initial: MarkovGenerationStats,
+    rows: Vec<MarkovGenerationStats>,
+}
+
+impl Assembler {
+    /// An assembler for the run of `config` on `spec` (it computes the initial law).
+    pub fn new(spec: &MarkovSpec, config: &MarkovConfig) -> Assembler {
+        Assembler::with_initial(spec, config, &initial_positive(spec))
+    }
+
+    /// An assembler given the initial law's positive probabilities (`initial_positive`).
+    fn with_initial(
+        spec: &MarkovSpec,
+        config: &MarkovConfig,
+        positive: &[(u32, f64)],
+    ) -> Assembler {
+        Assembler {
+            spec: spec.clone(),
+            config: config.clone(),
+            initial: initial_row(positive),
+            rows: Vec::with_capacity(spec.generations as usize + 1),
+        }
+    }
+}
+
+impl Assemble for Assembler {
+    type Run = MarkovRun;
+
+    fn generation(&mut self, n: u64, blocks: &[u64], _values: &[&[f64]]) {
+        // Generation 0's blocks are empty statistics: its row is the initial law.
+        if n == 0 {
+            self.rows.push(self.initial.clone());
+            return;
+        }
+        let mut words = Words::new(blocks);
+        let mut stats = Vec::with_capacity(blocks.len() / LAYOUT.block_words);
+        while words.remaining() > 0 {
+            stats.push(BlockStats::from_words(&mut words));
+        }
+        let n = u32::try_from(n).expect("N fits in u32 (MarkovSpec)");
+        self.rows
+            .push(generation_row(n, &stats, self.config.chains));
+    }
+
+    fn finish(self, ends: &[&[u64]]) -> MarkovRun {
+        let chains = self.config.chains;
+        let k = self.spec.categories as usize;
+        let mut absorption_times = Vec::with_capacity(chains as usize);
+        let mut survivors = vec![0u64; k];
+        for e in ends {
+            let (times, counts) = e.split_at(e.len() - k);
+            absorption_times.extend(
+                times
+                    .iter()
+                    .map(|&t| (t != NOT_ABSORBED).then_some(t as u32)),
+            );
+            // Integer counts: the same sum in any order.
+            for (s, &c) in survivors.iter_mut().zip(counts) {
+                *s += c;
+            }
+        }
+        let times: Vec<f64> = absorption_times
+            .iter()
+            .flatten()
+            .map(|&t| f64::from(t))
+            .collect();
+        let mean_absorption_time =
+            (!times.is_empty()).then(|| summary(&Accumulator::from_slice(&times)));
+        MarkovRun {
+            spec: self.spec,
+            config: self.config,
+            rows: self.rows,
+            absorption_times,
+            mean_absorption_time,
+            final_survival: survivors
+                .iter()
+                .map(|&s| s as f64 / chains as f64)
+                .collect(),
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Hands generation n of a span to the sink: its blocks as words.
+fn emit(sink: &mut dyn PieceSink, n: u64, blocks: &[BlockStats]) {
+    let mut words = Vec::with_capacity(blocks.len() * LAYOUT.block_words);
+    for b in blocks {
+        b.push_words(&mut words);
+    }
+    sink.generation(n, &words, &[]);
+}
+
+/// Per chain its absorption time (`NOT_ABSORBED` if none), then per category of the `k` the
+/// number of these chains in which it survives.
+fn end_words(chains: &[Chain], k: u32) -> Vec<u64> {
+    let mut words: Vec<u64> = chains
+        .iter()
+        .map(|c| c.absorbed_at.map_or(NOT_ABSORBED, u64::from))
+        .collect();
+    let mut survivors = vec![0u64; k as usize];
+    for chain in chains {
+        for &(category, _) in &chain.alive {
+            survivors[category as usize] += 1;
+        }
+    }
+    words.extend(survivors);
+    words
 }
 
 /// Per-chain statistics of a state: surviving, heterozygosity, entropy, largest probability.
@@ -264,6 +419,20 @@ struct BlockStats {
 }
 
 impl BlockStats {
+    fn push_words(&self, out: &mut Vec<u64>) {
+        for a in &self.acc {
+            a.push_words(out);
+        }
+        out.push(self.absorbed);
+    }
+
+    fn from_words(words: &mut Words<'_>) -> BlockStats {
+        BlockStats {
+            acc: std::array::from_fn(|_| Accumulator::from_words(words)),
+            absorbed: words.u64(),
+        }
+    }
+
     fn merge(&self, other: &BlockStats) -> BlockStats {
         BlockStats {
             acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),
@@ -280,24 +449,76 @@ fn summary(acc: &Accumulator) -> Summary {
     }
 }
 
-fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
-    let start = Instant::now();
-    let m = u64::from(spec.samples);
-    // Generation 0: the initial probabilities (nearest doubles), with their tail sums.
-    let initial = spec.probabilities(128).to_f64();
-    let positive: Vec<(u32, f64)> = initial
+/// Generation 0's categories of positive probability (nearest doubles), in category order.
+fn initial_positive(spec: &MarkovSpec) -> Vec<(u32, f64)> {
+    spec.probabilities(128)
+        .to_f64()
         .iter()
         .enumerate()
         .filter(|&(_, &p)| p > 0.0)
         .map(|(i, &p)| (i as u32, p))
-        .collect();
+        .collect()
+}
+
+/// Generation 0's row: the initial law, the same for every chain (exact, s.e. 0).
+fn initial_row(positive: &[(u32, f64)]) -> MarkovGenerationStats {
+    let (mut sum_sq, mut entropy, mut largest) = (0.0, 0.0, 0.0f64);
+    for &(_, p) in positive {
+        sum_sq += p * p;
+        entropy -= p * p.ln();
+        largest = largest.max(p);
+    }
+    let one = |x: f64| Summary {
+        mean: x,
+        stderr: 0.0,
+    };
+    MarkovGenerationStats {
+        n: 0,
+        surviving: one(positive.len() as f64),
+        heterozygosity: one(1.0 - sum_sq),
+        entropy: one(entropy),
+        largest: one(largest),
+        absorbed_fraction: if positive.len() <= 1 { 1.0 } else { 0.0 },
+    }
+}
+
+/// The row of generation n >= 1 from its blocks' statistics, merged in block order (the same
+/// bits for any thread count or split into pieces).
+fn generation_row(n: u32, blocks: &[BlockStats], chains: u64) -> MarkovGenerationStats {
+    let total = blocks
+        .iter()
+        .fold(BlockStats::default(), |acc, b| acc.merge(b));
+    MarkovGenerationStats {
+        n,
+        surviving: summary(&total.acc[0]),
+        heterozygosity: summary(&total.acc[1]),
+        entropy: summary(&total.acc[2]),
+        largest: summary(&total.acc[3]),
+        absorbed_fraction: total.absorbed as f64 / chains as f64,
+    }
+}
+
+/// Runs the span of `owned` from the initial law's positive probabilities into `sink`; returns
+/// the owned chains' end words (`simulate_piece`).
+fn run(
+    spec: &MarkovSpec,
+    config: &MarkovConfig,
+    positive: &[(u32, f64)],
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    let span = LAYOUT.span(owned, config.chains);
+    let offset = (owned.start - span.start) as usize;
+    let m = u64::from(spec.samples);
+    // Generation 0's tail sums of the initial probabilities.
     let mut tails = vec![0.0; positive.len()];
     let mut acc = 0.0;
-    for (t, &(_, p)) in tails.iter_mut().zip(&positive).rev() {
+    for (t, &(_, p)) in tails.iter_mut().zip(positive).rev() {
         acc += p;
         *t = acc;
     }
-    let mut chains: Vec<Chain> = (0..config.chains)
+    // Chain c draws from stream c whatever piece runs it.
+    let mut chains: Vec<Chain> = (span.start..span.end)
         .into_par_iter()
         .map(|c| Chain {
             rng: ChainRng::for_chain(config.seed, stream::MARKOV, c),
@@ -306,40 +527,24 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
             absorbed_at: (positive.len() <= 1).then_some(0),
         })
         .collect();
-    // Generation 0 is the same for every chain.
-    let initial_stats = {
-        let (mut sum_sq, mut entropy, mut largest) = (0.0, 0.0, 0.0f64);
-        for &(_, p) in &positive {
-            sum_sq += p * p;
-            entropy -= p * p.ln();
-            largest = largest.max(p);
-        }
-        let one = |x: f64| Summary {
-            mean: x,
-            stderr: 0.0,
-        };
-        MarkovGenerationStats {
-            n: 0,
-            surviving: one(positive.len() as f64),
-            heterozygosity: one(1.0 - sum_sq),
-            entropy: one(entropy),
-            largest: one(largest),
-            absorbed_fraction: if positive.len() <= 1 { 1.0 } else { 0.0 },
-        }
-    };
-    let mut rows = Vec::with_capacity(spec.generations as usize + 1);
-    rows.push(initial_stats);
+    // Generation 0's row is the initial law (`initial_row`); its blocks are empty statistics,
+    // so that every generation has the same number of words.
+    let empty = vec![BlockStats::default(); chains.len().div_ceil(CHUNK)];
+    emit(sink, 0, &empty);
     let mut progress = Progress::new(u64::from(spec.generations), config.progress);
     let method = config.method;
     let logs = CountLogs::new(m);
     let inputs = RunInputs {
         m,
         method,
-        positive: &positive,
+        positive,
         tails: &tails,
         logs: &logs,
     };
     for n in 1..=spec.generations {
+        if sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let blocks: Vec<BlockStats> = chains
             .par_chunks_mut(CHUNK)
             // Scratch buffers per rayon split, not per block: their contents never reach the
@@ -348,46 +553,14 @@ fn run(spec: &MarkovSpec, config: &MarkovConfig) -> MarkovRun {
                 advance_block(block, n, &inputs, scratch)
             })
             .collect();
-        let total = blocks
-            .iter()
-            .fold(BlockStats::default(), |acc, b| acc.merge(b));
-        rows.push(MarkovGenerationStats {
-            n,
-            surviving: summary(&total.acc[0]),
-            heterozygosity: summary(&total.acc[1]),
-            entropy: summary(&total.acc[2]),
-            largest: summary(&total.acc[3]),
-            absorbed_fraction: total.absorbed as f64 / config.chains as f64,
-        });
+        emit(sink, u64::from(n), &blocks);
         progress.set(u64::from(n));
     }
     progress.finish();
-    let absorption_times: Vec<Option<u32>> = chains.iter().map(|c| c.absorbed_at).collect();
-    let times: Vec<f64> = absorption_times
-        .iter()
-        .flatten()
-        .map(|&t| f64::from(t))
-        .collect();
-    let mean_absorption_time =
-        (!times.is_empty()).then(|| summary(&Accumulator::from_slice(&times)));
-    let mut survivors = vec![0u64; spec.categories as usize];
-    for chain in &chains {
-        for &(category, _) in &chain.alive {
-            survivors[category as usize] += 1;
-        }
-    }
-    MarkovRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        absorption_times,
-        mean_absorption_time,
-        final_survival: survivors
-            .iter()
-            .map(|&s| s as f64 / config.chains as f64)
-            .collect(),
-        seconds: start.elapsed().as_secs_f64(),
-    }
+    Ok(end_words(
+        &chains[offset..offset + owned.len() as usize],
+        spec.categories,
+    ))
 }
 
 /// What every block needs about the run: M, the sampler, generation 0's positive

@@ -40,7 +40,8 @@
 //!
 //! Reproducibility as in `crate::gaussian`: chain c draws from `ChainRng::for_chain(seed,
 //! stream::MVN, c)`, chains run in fixed blocks of `CHUNK` and block statistics are merged in
-//! block order, so results are bit-identical for any thread count. The hot loops (the exact
+//! block order, so results are bit-identical for any thread count, and for any split of the
+//! chains into pieces (`simulate_piece`, merged by `crate::shard`). The hot loops (the exact
 //! method's rank-four scatter updates, the triangular products) are plain loops with a fixed
 //! order of operations, compiled a second time for AVX2 (same IEEE operations, same bits, no FMA
 //! contraction); dot products keep four partial sums in a fixed order.
@@ -50,6 +51,7 @@ use crate::kernels::ChiSquareConstants;
 use crate::normal::StandardNormal;
 use crate::progress::Progress;
 use crate::rng::{ChainRng, stream};
+use crate::shard::{self, Assemble, ChainRange, Layout, PieceSink, Words};
 use crate::stats::{Accumulator, Moments, QuantileTracker, Summary};
 use collapse_analysis::{MvnSpec, Strategy};
 use nalgebra::{DMatrix, DVector, SVD, SymmetricEigen};
@@ -916,6 +918,34 @@ const QUARTILES: [f64; 3] = [0.25, 0.5, 0.75];
 /// spec (its fields are public, so it is checked again), 0 or too many chains, 0 threads, or a
 /// state larger than [`MAX_STATE_DOUBLES`].
 pub fn simulate(spec: &MvnSpec, config: &MvnConfig) -> Result<MvnRun, SimError> {
+    let start = Instant::now();
+    let mut run = shard::run_whole(
+        config.chains,
+        Assembler::new(spec, config),
+        |owned, sink| simulate_piece(spec, config, owned, sink),
+    )?;
+    run.seconds = start.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// How the ensemble reduces (`crate::shard`): blocks of `CHUNK` chains, each block's
+/// accumulators of the `QUANTITIES` per-chain quantities, and per chain W2^2 (for the exact
+/// quartiles, which no block summary determines).
+pub const LAYOUT: Layout = Layout {
+    block: CHUNK as u64,
+    block_words: QUANTITIES * Accumulator::WORDS,
+    chain_values: 1,
+};
+
+/// Runs the chains of `owned` (and the rest of the blocks they touch) into `sink`; returns per
+/// owned chain its final state as words (`push_end`). Merged pieces give the bits of
+/// `simulate`.
+pub fn simulate_piece(
+    spec: &MvnSpec,
+    config: &MvnConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
     let spec = revalidate(spec)?;
     strategies::check(&spec, config)?;
     // The state, and for keep the kept points' mean and scatter.
@@ -933,10 +963,104 @@ pub fn simulate(spec: &MvnSpec, config: &MvnConfig) -> Result<MvnRun, SimError> 
         });
     }
     let pool = crate::ensemble_pool(config.chains, MAX_CHAINS, config.threads)?;
-    if spec.strategy == Strategy::AccumulateSubsample {
-        return Ok(pool.install(|| strategies::run_subsample(&spec, config)));
+    crate::check_piece(owned, config.chains)?;
+    pool.install(|| match spec.strategy {
+        Strategy::AccumulateSubsample => strategies::run_subsample(&spec, config, owned, sink),
+        _ => run(&spec, config, owned, sink),
+    })
+}
+
+/// Builds an `MvnRun` from the partials of every chain (`crate::shard`).
+pub struct Assembler {
+    spec: MvnSpec,
+    config: MvnConfig,
+    rows: Vec<MvnGenerationStats>,
+    w2_quartiles: QuantileTracker<3>,
+}
+
+impl Assembler {
+    /// An assembler for the run of `spec` under `config` (rows follow as generations arrive).
+    pub fn new(spec: &MvnSpec, config: &MvnConfig) -> Assembler {
+        Assembler {
+            spec: spec.clone(),
+            config: config.clone(),
+            rows: Vec::with_capacity(spec.generations as usize + 1),
+            w2_quartiles: QuantileTracker::new(QUARTILES),
+        }
     }
-    Ok(pool.install(|| run(&spec, config)))
+}
+
+impl Assemble for Assembler {
+    type Run = MvnRun;
+
+    fn generation(&mut self, n: u64, blocks: &[u64], values: &[&[f64]]) {
+        let mut words = Words::new(blocks);
+        let mut stats = Vec::with_capacity(blocks.len() / LAYOUT.block_words);
+        while words.remaining() > 0 {
+            stats.push(BlockStats::from_words(&mut words));
+        }
+        let quartiles = self.w2_quartiles.quantiles(values[0]);
+        self.rows.push(generation_row(n, &stats, quartiles));
+    }
+
+    fn finish(self, ends: &[&[u64]]) -> MvnRun {
+        let d = self.spec.dim;
+        let t = packed_len(d);
+        let chains = self.config.chains as usize;
+        let (mut means, mut factors) = (
+            Vec::with_capacity(chains * d),
+            Vec::with_capacity(chains * t),
+        );
+        let (mut exponents, mut log_dets) =
+            (Vec::with_capacity(chains), Vec::with_capacity(chains));
+        for w in ends.iter().flat_map(|e| e.chunks_exact(end_len(d))) {
+            let f = |x: &[u64]| x.iter().map(|&b| f64::from_bits(b)).collect::<Vec<_>>();
+            means.extend(f(&w[..d]));
+            factors.extend(f(&w[d..d + t]));
+            // The exponent travels sign-extended (`push_end`).
+            exponents.push(w[d + t] as i64 as i32);
+            log_dets.push(f64::from_bits(w[d + t + 1]));
+        }
+        MvnRun {
+            spec: self.spec,
+            config: self.config,
+            rows: self.rows,
+            seconds: 0.0,
+            final_means: means,
+            final_factors: factors,
+            final_exponents: exponents,
+            final_log_dets: log_dets,
+        }
+    }
+}
+
+/// Words of one chain's end state: mean (d), factor (packed), exponent and ln det.
+fn end_len(d: usize) -> usize {
+    d + packed_len(d) + 2
+}
+
+/// Appends one chain's end state as words (`end_len`; the exponent sign-extended to 64 bits).
+fn push_end(out: &mut Vec<u64>, mean: &[f64], factor: &[f64], exponent: i32, log_det: f64) {
+    shard::push_f64s(out, mean);
+    shard::push_f64s(out, factor);
+    out.push(i64::from(exponent) as u64);
+    out.push(log_det.to_bits());
+}
+
+/// Hands generation n of a span to the sink: its blocks as words, and the owned chains' W2^2
+/// (`offset` is where the owned chains begin in the span).
+fn emit(
+    sink: &mut dyn PieceSink,
+    n: u64,
+    blocks: &[BlockStats],
+    w2s: &[f64],
+    (offset, len): (usize, usize),
+) {
+    let mut words = Vec::with_capacity(blocks.len() * LAYOUT.block_words);
+    for b in blocks {
+        b.push_words(&mut words);
+    }
+    sink.generation(n, &words, &[&w2s[offset..offset + len]]);
 }
 
 /// `spec` checked again (its fields are public).
@@ -957,6 +1081,18 @@ struct BlockStats {
 }
 
 impl BlockStats {
+    fn push_words(&self, out: &mut Vec<u64>) {
+        for a in &self.acc {
+            a.push_words(out);
+        }
+    }
+
+    fn from_words(words: &mut Words<'_>) -> BlockStats {
+        BlockStats {
+            acc: std::array::from_fn(|_| Accumulator::from_words(words)),
+        }
+    }
+
     fn merge(&self, other: &BlockStats) -> BlockStats {
         BlockStats {
             acc: std::array::from_fn(|i| self.acc[i].merge(&other.acc[i])),
@@ -994,13 +1130,21 @@ fn generation_row(n: u64, blocks: &[BlockStats], w2_sq_quartiles: [f64; 3]) -> M
     }
 }
 
-fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
-    let start = Instant::now();
+/// The generation-major run of every strategy but `accumulate-subsample`: the chains of
+/// `owned`'s span advance one generation at a time, block by block.
+fn run(
+    spec: &MvnSpec,
+    config: &MvnConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
     let d = spec.dim;
     let t = packed_len(d);
-    let r = config.chains as usize;
+    let span = LAYOUT.span(owned, config.chains);
+    let (offset, owned_len) = ((owned.start - span.start) as usize, owned.len() as usize);
+    let r = span.len() as usize;
     let truth = ChainState::truth(spec);
-    let mut rngs: Vec<ChainRng> = (0..config.chains)
+    let mut rngs: Vec<ChainRng> = (span.start..span.end)
         .into_par_iter()
         .map(|c| ChainRng::for_chain(config.seed, stream::MVN, c))
         .collect();
@@ -1009,14 +1153,16 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
     let mut exponents = vec![0i32; r];
     let mut log_dets = vec![truth.log_det; r];
     let mut w2s = vec![0.0; r];
-    let mut w2_quartiles = QuantileTracker::new(QUARTILES);
     let sizes = spec.sample_sizes();
     let method = config.method;
     let plans = strategies::plans(spec);
+    // Indexed by the chain's place in the span (its rngs are the span's).
     let kept = strategies::draw_kept(spec, method, &mut rngs);
-    let mut rows = Vec::with_capacity(sizes.len() + 1);
     let mut progress = Progress::new(spec.generations, config.progress);
     for n in 0..=spec.generations {
+        if n > 0 && sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let m = (n > 0).then(|| sizes[(n - 1) as usize]);
         let blocks: Vec<BlockStats> = rngs
             .par_chunks_mut(CHUNK)
@@ -1048,8 +1194,7 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                                     stepper.advance_slot(method, m, &mut rng[c], slot)
                                 }
                                 plan => {
-                                    let chain = block * CHUNK + c;
-                                    let kept = strategies::kept_of(&kept, d, chain);
+                                    let kept = strategies::kept_of(&kept, d, block * CHUNK + c);
                                     let step = strategies::Step { plan, method, kept };
                                     step.advance(stepper, scratch, &mut rng[c], slot);
                                 }
@@ -1070,20 +1215,21 @@ fn run(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                 },
             )
             .collect();
-        rows.push(generation_row(n, &blocks, w2_quartiles.quantiles(&w2s)));
+        emit(sink, n, &blocks, &w2s, (offset, owned_len));
         progress.set(n);
     }
     progress.finish();
-    MvnRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        seconds: start.elapsed().as_secs_f64(),
-        final_means: means,
-        final_factors: factors,
-        final_exponents: exponents,
-        final_log_dets: log_dets,
+    let mut ends = Vec::with_capacity(owned_len * end_len(d));
+    for c in offset..offset + owned_len {
+        push_end(
+            &mut ends,
+            &means[c * d..(c + 1) * d],
+            &factors[c * t..(c + 1) * t],
+            exponents[c],
+            log_dets[c],
+        );
     }
+    Ok(ends)
 }
 
 mod strategies;

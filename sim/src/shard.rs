@@ -608,6 +608,8 @@ pub struct Checkpoint {
     pub every: Duration,
     /// Continue from the units in `dir` (without it, a non-empty `dir` is refused).
     pub resume: bool,
+    /// The smallest unit in chains (enough blocks to keep every thread busy).
+    pub min_unit: u64,
 }
 
 const UNIT_PREFIX: &str = "unit-";
@@ -700,7 +702,6 @@ pub fn run_checkpointed(
     command: &str,
     owned: ChainRange,
     cp: &Checkpoint,
-    min_unit: u64,
     stop: &AtomicBool,
     piece: &mut PieceRun<'_>,
     progress: &mut dyn FnMut(u64, u64),
@@ -726,7 +727,8 @@ pub fn run_checkpointed(
     let block = run.layout.block;
     let mut done: u64 = units.iter().map(|u| u.owned.len()).sum();
     progress(done, owned.len());
-    let mut size = min_unit.max(1);
+    let min_unit = cp.min_unit.max(1);
+    let mut size = min_unit;
     for gap in gaps {
         let mut start = gap.start;
         while start < gap.end {
@@ -757,7 +759,7 @@ pub fn run_checkpointed(
             write_atomic(&path, &encode(&record))?;
             let seconds = clock.elapsed().as_secs_f64().max(1e-6);
             let rate = unit.len() as f64 / seconds;
-            size = ((rate * cp.every.as_secs_f64()) as u64).max(min_unit.max(1));
+            size = ((rate * cp.every.as_secs_f64()) as u64).max(min_unit);
             done += unit.len();
             progress(done, owned.len());
             units.push(PieceRecord {

@@ -26,11 +26,11 @@
 //! The normal truth keeps its own draws, so its output is unchanged.
 
 use super::{BlockStats, CHUNK, block_stats};
-use crate::shard::{ChainRange, PieceSink};
 use super::{EnsembleConfig, Method};
 use crate::kernels::{self, ChiSquareConstants};
 use crate::normal::StandardNormal;
 use crate::rng::{ChainRng, stream, subsample_rows_to_front};
+use crate::shard::{ChainRange, PieceSink};
 use crate::{SimError, vmath};
 use collapse_analysis::truth::Truth;
 use collapse_analysis::{Estimator, GaussianSpec, Strategy};
@@ -414,6 +414,9 @@ pub(super) fn run_subsample(
         .map(|lo| (lo, CHUNK.min(r - lo)))
         .collect();
     let first_chain = span.start;
+    if sink.stopped() {
+        return Err(SimError::Interrupted);
+    }
     // Per block, generation-major: (mu_n - mu) and ln sigma_n^2 of its chains.
     let traces: Vec<(Vec<f64>, Vec<f64>)> = blocks
         .par_iter()

@@ -419,3 +419,100 @@ fn one_component_strategies_match_the_gaussian_theory() {
         assert_eq!(run.chain0, replace.chain0, "{strategy:?}");
     }
 }
+
+/// Every strategy, split into pieces whose boundaries fall inside blocks (one of them a single
+/// chain), merges to the bits of the whole run: the rows and chain 0's mixtures. The pieces are
+/// merged from a shuffled list, and only the piece that owns chain 0 has end words.
+#[test]
+fn pieces_merge_to_the_bits_of_the_whole_run() {
+    use crate::shard::{self, RunHeader};
+    use std::sync::atomic::AtomicBool;
+    let chunk = CHUNK as u64;
+    let chains = 2 * chunk + 5;
+    // [chunk + 3, chunk + 4) is a one-chain piece; every other cut but the ends is mid-block.
+    let cuts = [0, 5, chunk + 3, chunk + 4, 2 * chunk + 2, chains];
+    for strategy in [
+        Strategy::Replace,
+        Strategy::Mix(0.3),
+        Strategy::Keep(0.2),
+        Strategy::Accumulate,
+        Strategy::AccumulateSubsample,
+    ] {
+        let spec = GmmSpec::new(2, Schedule::constant(60), 5, Mixture::standard_normal(2))
+            .unwrap()
+            .with_strategy(strategy)
+            .unwrap();
+        let mut cfg = GmmConfig::new(chains, 21);
+        cfg.heldout = 100;
+        let whole = simulate(&spec, &cfg).unwrap();
+        let header = RunHeader {
+            version: "test".into(),
+            process: "gmm".into(),
+            identity: format!("{strategy:?}"),
+            chains,
+            generations: spec.generations,
+            layout: LAYOUT,
+        };
+        let mut records: Vec<_> = cuts
+            .windows(2)
+            .map(|w| {
+                let owned = ChainRange {
+                    start: w[0],
+                    end: w[1],
+                };
+                shard::run_piece(&header, owned, &AtomicBool::new(false), &mut |o, s| {
+                    simulate_piece(&spec, &cfg, o, s)
+                })
+                .unwrap()
+            })
+            .collect();
+        // A fixed shuffle: check_set must put the pieces back in chain order.
+        records.swap(0, 3);
+        records.swap(1, 4);
+        records.swap(2, 3);
+        let records = shard::check_set(records).unwrap();
+        assert!(records[1..].iter().all(|r| r.ends.is_empty()));
+        let merged = shard::merge(&records, Assembler::new(&spec, &cfg)).unwrap();
+        assert_eq!(
+            format!("{:?}", merged.rows),
+            format!("{:?}", whole.rows),
+            "{strategy:?}"
+        );
+        assert_eq!(
+            format!("{:?}", merged.chain0),
+            format!("{:?}", whole.chain0),
+            "{strategy:?}"
+        );
+        assert_eq!(merged.chain0.len(), spec.generations as usize + 1);
+    }
+}
+
+/// A stop request ends a piece at the next generation boundary with `Interrupted` (after
+/// generation 0 was emitted); a piece outside the ensemble is refused.
+#[test]
+fn a_stopped_piece_is_interrupted() {
+    struct Stopped(Vec<u64>);
+    impl PieceSink for Stopped {
+        fn generation(&mut self, n: u64, _: &[u64], _: &[&[f64]]) {
+            self.0.push(n);
+        }
+        fn stopped(&self) -> bool {
+            true
+        }
+    }
+    let spec = small_spec(Strategy::Replace);
+    let mut cfg = GmmConfig::new(20, 4);
+    cfg.heldout = 50;
+    let owned = ChainRange { start: 3, end: 9 };
+    let mut sink = Stopped(Vec::new());
+    assert_eq!(
+        simulate_piece(&spec, &cfg, owned, &mut sink),
+        Err(SimError::Interrupted)
+    );
+    assert_eq!(sink.0, [0]);
+    let outside = ChainRange { start: 15, end: 21 };
+    assert!(matches!(
+        simulate_piece(&spec, &cfg, outside, &mut Stopped(Vec::new())),
+        Err(SimError::Invalid { what: "shard", .. })
+    ));
+}

@@ -29,7 +29,7 @@
 //! generation with `exact`), then per generation the subsample's picks and the M_{i+1} vectors
 //! of the new model.
 
-use super::{BlockStats, CHUNK, ChainState, MvnConfig, MvnRun, QUANTITIES, QUARTILES, W2};
+use super::{BlockStats, CHUNK, ChainState, MvnConfig, QUANTITIES, W2};
 use super::{
     MvnMethod, Slot, Stepper, cholesky_in_place, diag_index, dot, form_covariance, ldexp,
     ln_positive, packed_index, packed_len, rank_one_update, renormalise,
@@ -37,10 +37,10 @@ use super::{
 use crate::SimError;
 use crate::kernels::ChiSquareConstants;
 use crate::rng::{ChainRng, stream, subsample_rows_to_front};
-use crate::stats::{Accumulator, QuantileTracker};
+use crate::shard::{ChainRange, PieceSink};
+use crate::stats::Accumulator;
 use collapse_analysis::{MvnSpec, Strategy};
 use rayon::prelude::*;
-use std::time::Instant;
 
 /// One batch of m standard normal vectors in d dimensions.
 pub(super) struct Batch {
@@ -330,14 +330,24 @@ fn subsample_chain(
     }
 }
 
-/// `accumulate-subsample`, chain-major (see the module doc): the same rows as `run` would
-/// compute, reduced in the same fixed block order, so the output does not depend on the thread
-/// count.
-pub(super) fn run_subsample(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
-    let start = Instant::now();
+/// `accumulate-subsample`, chain-major (see the module doc): the chains of `owned`'s span, the
+/// same rows as `run` would compute, reduced in the same fixed block order, so the output does
+/// not depend on the thread count or on how the chains are split into pieces.
+pub(super) fn run_subsample(
+    spec: &MvnSpec,
+    config: &MvnConfig,
+    owned: ChainRange,
+    sink: &mut dyn PieceSink,
+) -> Result<Vec<u64>, SimError> {
+    // The chain phase below runs every generation before any is emitted: a stop request is
+    // honoured before it starts and as soon as it ends, not only between emitted generations.
+    if sink.stopped() {
+        return Err(SimError::Interrupted);
+    }
     let d = spec.dim;
-    let t = packed_len(d);
-    let r = config.chains as usize;
+    let span = super::LAYOUT.span(owned, config.chains);
+    let (offset, owned_len) = ((owned.start - span.start) as usize, owned.len() as usize);
+    let r = span.len() as usize;
     let gens = spec.generations as usize;
     let sizes = spec.sample_sizes();
     let pool_len = sizes.iter().sum::<u64>() as usize * d;
@@ -355,7 +365,8 @@ pub(super) fn run_subsample(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                 let mut trace = vec![0.0; (gens + 1) * QUANTITIES * len];
                 let finals = (0..len)
                     .map(|c| {
-                        let chain = (lo + c) as u64;
+                        // The global chain index: a piece draws the same streams as the whole run.
+                        let chain = span.start + (lo + c) as u64;
                         let mut rng = ChainRng::for_chain(config.seed, stream::MVN, chain);
                         let mut state = ChainState::truth(spec);
                         subsample_chain(
@@ -375,10 +386,14 @@ pub(super) fn run_subsample(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
             },
         )
         .collect();
+    if sink.stopped() {
+        return Err(SimError::Interrupted);
+    }
     let mut w2s = vec![0.0; r];
-    let mut w2_quartiles = QuantileTracker::new(QUARTILES);
-    let mut rows = Vec::with_capacity(gens + 1);
     for n in 0..=gens {
+        if n > 0 && sink.stopped() {
+            return Err(SimError::Interrupted);
+        }
         let stats: Vec<BlockStats> = traces
             .iter()
             .zip(w2s.chunks_mut(CHUNK))
@@ -391,31 +406,20 @@ pub(super) fn run_subsample(spec: &MvnSpec, config: &MvnConfig) -> MvnRun {
                 }
             })
             .collect();
-        rows.push(super::generation_row(
-            n as u64,
-            &stats,
-            w2_quartiles.quantiles(&w2s),
-        ));
+        super::emit(sink, n as u64, &stats, &w2s, (offset, owned_len));
     }
-    let finals = traces.into_iter().flat_map(|(_, finals)| finals);
-    let (mut means, mut factors) = (Vec::with_capacity(r * d), Vec::with_capacity(r * t));
-    let (mut exponents, mut log_dets) = (Vec::with_capacity(r), Vec::with_capacity(r));
-    for state in finals {
-        means.extend_from_slice(&state.mean);
-        factors.extend_from_slice(&state.factor);
-        exponents.push(state.exponent);
-        log_dets.push(state.log_det);
+    let finals = traces.iter().flat_map(|(_, finals)| finals);
+    let mut ends = Vec::with_capacity(owned_len * super::end_len(d));
+    for state in finals.skip(offset).take(owned_len) {
+        super::push_end(
+            &mut ends,
+            &state.mean,
+            &state.factor,
+            state.exponent,
+            state.log_det,
+        );
     }
-    MvnRun {
-        spec: spec.clone(),
-        config: config.clone(),
-        rows,
-        seconds: start.elapsed().as_secs_f64(),
-        final_means: means,
-        final_factors: factors,
-        final_exponents: exponents,
-        final_log_dets: log_dets,
-    }
+    Ok(ends)
 }
 
 /// Scratch space of the strategies' steps (no allocation per step).

@@ -614,3 +614,163 @@ fn eigenvalue_slopes_follow_the_lyapunov_exponents() {
         exponents[2]
     );
 }
+
+/// Every bit of one chain's final state.
+fn state_bits(s: &ChainState) -> Vec<u64> {
+    let mut bits: Vec<u64> = s
+        .mean
+        .iter()
+        .chain(&s.factor)
+        .map(|x| x.to_bits())
+        .collect();
+    bits.extend([s.exponent as u64, s.log_det.to_bits()]);
+    bits
+}
+
+/// Every strategy under both methods (where allowed), split into pieces whose boundaries fall
+/// inside blocks (one of them a single chain), merges to the bits of the whole run: the rows
+/// and every chain's final state. The pieces are merged from a shuffled list. The long replace
+/// run rescales the factors (non-zero exponents, which travel sign-extended in the end words).
+#[test]
+fn pieces_merge_to_the_bits_of_the_whole_run() {
+    use crate::shard::{self, RunHeader};
+    use collapse_analysis::Strategy;
+    use std::sync::atomic::AtomicBool;
+    let chunk = CHUNK as u64;
+    let chains = 2 * chunk + 7;
+    // [chains - 1, chains) is a one-chain piece; the inner cuts are mid-block.
+    let cuts = [0, 3, chunk + 1, chains - 1, chains];
+    let d3 = || Some(vec![2.0, 0.5, 1.0]);
+    let d2 = || Some(vec![1.5, 0.7]);
+    let list = || Schedule::parse(None, "list:5,10,4,12").unwrap();
+    let mut rescaled = false;
+    for (d, cov, schedule, n, strategy) in [
+        (3, d3(), list(), 4, "replace"),
+        (2, d2(), Schedule::constant(3), 150, "replace"),
+        (3, d3(), list(), 4, "accumulate"),
+        (2, d2(), list(), 4, "accumulate"),
+        (3, d3(), list(), 4, "accumulate-subsample"),
+        (2, d2(), list(), 4, "accumulate-subsample"),
+        (3, d3(), list(), 4, "mix:0.3"),
+        (3, d3(), list(), 4, "keep:0.2"),
+        (2, d2(), list(), 4, "keep:0.5"),
+    ] {
+        let spec = MvnSpec::new(d, schedule, cov, n)
+            .unwrap()
+            .with_strategy(Strategy::parse(strategy).unwrap())
+            .unwrap();
+        for method in [MvnMethod::Exact, MvnMethod::Sufficient] {
+            if spec.strategy == Strategy::AccumulateSubsample && method == MvnMethod::Sufficient {
+                continue;
+            }
+            let what = format!("{strategy} d = {d} {}", method.name());
+            let cfg = config(chains, 13, method, 2);
+            let whole = simulate(&spec, &cfg).unwrap();
+            let header = RunHeader {
+                version: "test".into(),
+                process: "mvn".into(),
+                identity: what.clone(),
+                chains,
+                generations: spec.generations,
+                layout: LAYOUT,
+            };
+            let mut records: Vec<_> = cuts
+                .windows(2)
+                .map(|w| {
+                    let owned = ChainRange {
+                        start: w[0],
+                        end: w[1],
+                    };
+                    shard::run_piece(&header, owned, &AtomicBool::new(false), &mut |o, s| {
+                        simulate_piece(&spec, &cfg, o, s)
+                    })
+                    .unwrap()
+                })
+                .collect();
+            // A fixed shuffle: check_set must put the pieces back in chain order.
+            records.swap(0, 3);
+            records.swap(1, 2);
+            let records = shard::check_set(records).unwrap();
+            let merged = shard::merge(&records, Assembler::new(&spec, &cfg)).unwrap();
+            assert_eq!(
+                format!("{:?}", merged.rows),
+                format!("{:?}", whole.rows),
+                "{what}"
+            );
+            for c in 0..chains as usize {
+                let (a, b) = (merged.final_chain(c), whole.final_chain(c));
+                assert_eq!(state_bits(&a), state_bits(&b), "{what}: chain {c}");
+                rescaled |= a.exponent < 0;
+            }
+            assert_eq!(merged.final_means.len(), chains as usize * d as usize);
+        }
+    }
+    assert!(rescaled, "no run exercised a negative exponent");
+}
+
+/// A stop request ends a piece with `Interrupted`: the generation-major run at the next
+/// generation boundary (after generation 0, or after generation 1 when the stop arrives while
+/// it runs), `accumulate-subsample` before or right after its chain phase (nothing emitted); a
+/// piece outside the ensemble is refused.
+#[test]
+fn a_stopped_piece_is_interrupted() {
+    use collapse_analysis::Strategy;
+    use std::sync::atomic::AtomicBool;
+    /// Records the generations it is given; stopped from its `after`-th question on.
+    struct Stopping {
+        seen: Vec<u64>,
+        asked: std::sync::atomic::AtomicU32,
+        after: u32,
+    }
+    impl PieceSink for Stopping {
+        fn generation(&mut self, n: u64, _: &[u64], _: &[&[f64]]) {
+            self.seen.push(n);
+        }
+        fn stopped(&self) -> bool {
+            let asked = self
+                .asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            asked >= self.after
+        }
+    }
+    let sink = |after| Stopping {
+        seen: Vec::new(),
+        asked: 0.into(),
+        after,
+    };
+    let owned = ChainRange { start: 3, end: 9 };
+    let cfg = config(70, 4, MvnMethod::Exact, 1);
+    for (strategy, emitted) in [
+        ("replace", [vec![0], vec![0, 1]]),
+        ("keep:0.2", [vec![0], vec![0, 1]]),
+        ("accumulate-subsample", [vec![], vec![]]),
+    ] {
+        let spec = d3_spec(6, 3)
+            .with_strategy(Strategy::parse(strategy).unwrap())
+            .unwrap();
+        for (after, emitted) in [0, 1].into_iter().zip(emitted) {
+            let mut s = sink(after);
+            let got = simulate_piece(&spec, &cfg, owned, &mut s);
+            assert_eq!(got, Err(SimError::Interrupted), "{strategy} {after}");
+            assert_eq!(s.seen, emitted, "{strategy} {after}");
+        }
+        let header = crate::shard::RunHeader {
+            version: "test".into(),
+            process: "mvn".into(),
+            identity: strategy.into(),
+            chains: cfg.chains,
+            generations: spec.generations,
+            layout: LAYOUT,
+        };
+        let stopped =
+            crate::shard::run_piece(&header, owned, &AtomicBool::new(true), &mut |o, s| {
+                simulate_piece(&spec, &cfg, o, s)
+            });
+        assert_eq!(stopped.unwrap_err(), SimError::Interrupted, "{strategy}");
+        let outside = ChainRange { start: 60, end: 71 };
+        assert!(matches!(
+            simulate_piece(&spec, &cfg, outside, &mut sink(u32::MAX)),
+            Err(SimError::Invalid { what: "shard", .. })
+        ));
+    }
+}

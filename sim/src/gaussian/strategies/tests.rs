@@ -1,6 +1,6 @@
 use super::*;
-use crate::gaussian::{ChainEnd, GaussianRun};
 use crate::gaussian::simulate;
+use crate::gaussian::{ChainEnd, GaussianRun};
 use crate::stats::ks_two_sample;
 use collapse_analysis::strategy::strategy_theory;
 use collapse_analysis::truth::Truth;
