@@ -247,10 +247,8 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
     let out = args.out.as_deref();
     if let Some((i, n)) = shard {
         let path = out.expect("checked above");
-        let mut bytes = Vec::new();
-        for r in &records {
-            bytes.extend_from_slice(&shard::encode(r));
-        }
+        // Units joined into one record: the file of an uninterrupted shard, byte for byte.
+        let bytes = shard::encode(&shard::join(&records, &sim.assembler()));
         shard::write_atomic(path, &bytes)?;
         if args.checkpoint.is_some() {
             shard::remove_checkpoint(&cp)?;

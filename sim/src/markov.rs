@@ -304,6 +304,22 @@ impl Assemble for Assembler {
             .push(generation_row(n, &stats, self.config.chains));
     }
 
+    /// Absorption times concatenated, survival counts summed.
+    fn join_ends(&self, ends: &[&[u64]]) -> Vec<u64> {
+        let k = self.spec.categories as usize;
+        let mut survivors = vec![0u64; k];
+        let mut words = Vec::new();
+        for e in ends {
+            let (times, counts) = e.split_at(e.len() - k);
+            words.extend_from_slice(times);
+            for (s, &c) in survivors.iter_mut().zip(counts) {
+                *s += c;
+            }
+        }
+        words.extend(survivors);
+        words
+    }
+
     fn finish(self, ends: &[&[u64]]) -> MarkovRun {
         let chains = self.config.chains;
         let k = self.spec.categories as usize;

@@ -108,6 +108,11 @@ pub trait Assemble: Send {
     fn generation(&mut self, n: u64, blocks: &[u64], values: &[&[f64]]);
     /// The end words of every piece, in chain order.
     fn finish(self, ends: &[&[u64]]) -> Self::Run;
+    /// The end words of adjacent pieces as those of the one piece they make (`join`): their
+    /// concatenation, unless a process keeps per-piece totals.
+    fn join_ends(&self, ends: &[&[u64]]) -> Vec<u64> {
+        ends.concat()
+    }
 }
 
 /// The sink of a piece that covers every chain: it assembles as it goes (the plain run).
@@ -547,6 +552,55 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
     }
     let ends: Vec<&[u64]> = records.iter().map(|r| r.ends.as_slice()).collect();
     Ok(assembler.finish(&ends))
+}
+
+/// Adjacent units (sorted, tiling one owned range, their inner boundaries on whole blocks) as
+/// the record a single piece over their range would have written, bit for bit: a checkpointed
+/// shard's file is then the file of the uninterrupted shard.
+pub fn join<A: Assemble>(units: &[PieceRecord], assembler: &A) -> PieceRecord {
+    let first = &units[0];
+    let run = &first.run;
+    let layout = run.layout;
+    let w = layout.block_words;
+    let owned = ChainRange {
+        start: first.owned.start,
+        end: units[units.len() - 1].owned.end,
+    };
+    let mut payload = Vec::with_capacity(units.iter().map(|u| u.payload.len()).sum());
+    let mut cursors = vec![0usize; units.len()];
+    let shape: Vec<(usize, usize)> = units
+        .iter()
+        .map(|u| {
+            let (_, count) = layout.blocks(layout.span(u.owned, run.chains));
+            (count as usize * w, u.owned.len() as usize)
+        })
+        .collect();
+    for n in 0..=run.generations {
+        payload.push(n);
+        for (i, u) in units.iter().enumerate() {
+            let at = cursors[i] + 1;
+            payload.extend_from_slice(&u.payload[at..at + shape[i].0]);
+        }
+        for q in 0..layout.chain_values {
+            for (i, u) in units.iter().enumerate() {
+                let (words, len) = shape[i];
+                let at = cursors[i] + 1 + words + q * len;
+                payload.extend_from_slice(&u.payload[at..at + len]);
+            }
+        }
+        for (i, &(words, len)) in shape.iter().enumerate() {
+            cursors[i] += 1 + words + len * layout.chain_values;
+        }
+    }
+    let ends: Vec<&[u64]> = units.iter().map(|u| u.ends.as_slice()).collect();
+    PieceRecord {
+        run: run.clone(),
+        owned,
+        command: first.command.clone(),
+        payload,
+        ends: assembler.join_ends(&ends),
+        source: first.source.clone(),
+    }
 }
 
 /// A sink that records a piece's partials (for a piece file).

@@ -352,3 +352,42 @@ fn atomic_writes_leave_no_temporary_file() {
     assert!(write_atomic(&dir.join("no/such/file"), b"x").is_err());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn joined_units_are_the_record_of_one_piece() {
+    let spec = gaussian_spec(6, 5, Strategy::Replace);
+    let cfg = EnsembleConfig::new(4 * 256 + 9, 2, Method::Sufficient);
+    let head = header(&spec, &cfg);
+    let stop = AtomicBool::new(false);
+    let mut piece =
+        |o: ChainRange, s: &mut dyn PieceSink| gaussian::simulate_piece(&spec, &cfg, o, s);
+    // Owned [100, 1000): units cut on block boundaries, as checkpoints cut them.
+    let cuts = [100u64, 256, 768, 1000];
+    let units: Vec<PieceRecord> = cuts
+        .windows(2)
+        .map(|w| {
+            run_piece(
+                &head,
+                ChainRange {
+                    start: w[0],
+                    end: w[1],
+                },
+                &stop,
+                &mut piece,
+            )
+            .unwrap()
+        })
+        .collect();
+    let one = run_piece(
+        &head,
+        ChainRange {
+            start: 100,
+            end: 1000,
+        },
+        &stop,
+        &mut piece,
+    )
+    .unwrap();
+    let joined = join(&units, &gaussian::Assembler::new(&spec, &cfg));
+    assert_eq!(encode(&joined), encode(&one));
+}
