@@ -61,8 +61,6 @@ enum Command {
         #[arg(long, default_value_t = collapse_reports::report::REPORT_SEED)]
         seed: u64,
     },
-    /// Computer-assisted proofs for finite instances: the Markov claims in exact rationals,
-    /// the Gaussian Gamma-ratio identities on certified enclosures. Exit code 1 if one fails.
     /// Join the piece files of a sharded run (`simulate ... --shard I/N --out FILE`) into the
     /// single run's result: the same bytes as the unsharded `simulate ... --out`.
     Merge {
@@ -79,10 +77,13 @@ enum Command {
     /// Write (and with --submit, submit) Slurm job scripts for a sharded run: an array of
     /// shards and a merge job after them. `collapse slurm <process> <simulate args> --shards N
     /// [--partition P] [--time T] [--cpus-per-task C] [--dir D] [--submit]`.
+    #[command(disable_help_flag = true)]
     Slurm {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Computer-assisted proofs for finite instances: the Markov claims in exact rationals,
+    /// the Gaussian Gamma-ratio identities on certified enclosures. Exit code 1 if one fails.
     Verify {
         /// quick (the test suite's sizes, about a second) or full (K = 2 up to M = 30, K = 3
         /// up to M = 30, K = 4 up to M = 12; k up to 1000).
@@ -266,17 +267,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            // clap's message runs until the first blank line (then usage and hints follow).
-            let text = e.render().to_string();
-            let message: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            eprintln!(
-                "collapse: {}",
-                message.join(" ").trim_start_matches("error: ")
-            );
+            eprintln!("collapse: {}", clap_message(&e));
             std::process::exit(2);
         }
     };
@@ -298,6 +289,18 @@ fn main() {
         eprintln!("collapse: {}", chain.join(": ").replace('\n', " "));
         std::process::exit(2);
     }
+}
+
+/// clap's error as one line: its message runs until the first blank line (then usage and
+/// hints follow).
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    message.join(" ").trim_start_matches("error: ").to_string()
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -773,11 +776,7 @@ fn parse_simulate(args: &[String]) -> Result<(Prepared, pieces::RunArgs, bool)> 
             .map(String::from)
             .chain(args.iter().cloned()),
     )
-    .map_err(|e| {
-        let text = e.render().to_string();
-        let first = text.lines().next().unwrap_or_default();
-        anyhow::anyhow!("{}", first.trim_start_matches("error: "))
-    })?;
+    .map_err(|e| anyhow::anyhow!("{}", clap_message(&e)))?;
     let Command::Simulate { process } = cli.command else {
         bail!("not a simulate command");
     };
@@ -803,9 +802,13 @@ fn merge_command(
     with_simulation!(sim, s => pieces::merge_as(&s, records, out, json))
 }
 
-/// Checks `simulate` arguments (`<process> ...`) without running the ensemble (for `slurm`).
+/// Checks `simulate` arguments (`<process> ...`) without running the ensemble or touching
+/// files (for `slurm`, whose scripts create the folders).
 pub(crate) fn validate_simulate(args: &[String]) -> Result<()> {
     use pieces::Simulation as _;
-    let (sim, _, _) = parse_simulate(args)?;
-    with_simulation!(sim, s => s.validate())
+    let (sim, run, _) = parse_simulate(args)?;
+    with_simulation!(sim, s => {
+        pieces::check_run_args(&run, s.chains(), false)?;
+        s.validate()
+    })
 }

@@ -168,9 +168,14 @@ fn check_out(path: &Path) -> Result<()> {
     crate::check_output_path(path)
 }
 
-/// Runs a simulate command: plain, as a shard, or checkpointed.
-pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Result<()> {
-    if let Some(path) = &args.out {
+/// Checks the run options against an ensemble of `chains` chains; the shard, if any.
+/// `paths`: also check that --out can be written (not for scripts that create its folder).
+pub(crate) fn check_run_args(
+    args: &RunArgs,
+    chains: u64,
+    paths: bool,
+) -> Result<Option<(u64, u64)>> {
+    if let Some(path) = args.out.as_deref().filter(|_| paths) {
         check_out(path)?;
     }
     if !(args.checkpoint_every.is_finite() && args.checkpoint_every >= 0.0) {
@@ -180,12 +185,18 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
         );
     }
     let shard = match &args.shard {
-        Some(text) => Some(parse_shard(text, sim.chains())?),
+        Some(text) => Some(parse_shard(text, chains)?),
         None => None,
     };
     if shard.is_some() && args.out.is_none() {
         bail!("--shard needs --out FILE (the shard's piece file, for `collapse merge`)");
     }
+    Ok(shard)
+}
+
+/// Runs a simulate command: plain, as a shard, or checkpointed.
+pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Result<()> {
+    let shard = check_run_args(args, sim.chains(), true)?;
     let Some(owned) = (match shard {
         Some((i, n)) => Some(ChainRange::shard(i, n, sim.chains())),
         None => args
@@ -202,77 +213,72 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
     let header = sim.header();
     let command = canonical_command();
     let mut piece = |o: ChainRange, s: &mut dyn PieceSink| sim.piece(o, s);
-    let records = match &args.checkpoint {
-        Some(dir) => {
-            catch_signals()?;
-            let threads = sim
-                .threads()
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                as u64;
-            let cp = Checkpoint {
-                dir: dir.clone(),
-                every: Duration::from_secs_f64(args.checkpoint_every),
-                resume: args.resume,
-                min_unit: S::LAYOUT.block * threads,
-            };
-            let mut progress = |_done: u64, _total: u64| {};
-            let records = shard::run_checkpointed(
-                &header,
-                &command,
-                owned,
-                &cp,
-                &STOP,
-                &mut piece as &mut PieceRun<'_>,
-                &mut progress,
-            )?;
-            Some((records, cp))
-        }
-        None => {
-            let record = shard::run_piece(&header, owned, &STOP, &mut piece)?;
-            Some((
-                vec![PieceRecord {
-                    command: command.clone(),
-                    ..record
-                }],
-                Checkpoint {
-                    dir: PathBuf::new(),
-                    every: Duration::ZERO,
-                    resume: false,
-                    min_unit: 1,
-                },
-            ))
+    let Some(dir) = &args.checkpoint else {
+        // A shard without checkpoints: streamed straight into its file.
+        let (i, n) = shard.expect("a shard or a checkpoint");
+        let path = args.out.as_deref().expect("checked");
+        shard::run_piece_to_file(&header, &command, owned, &STOP, &mut piece, path)?;
+        return print_shard(i, n, owned, path, json);
+    };
+    catch_signals()?;
+    let threads = sim
+        .threads()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        as u64;
+    let cp = Checkpoint {
+        dir: dir.clone(),
+        every: Duration::from_secs_f64(args.checkpoint_every),
+        resume: args.resume,
+        min_unit: S::LAYOUT.block * threads,
+    };
+    // One line per checkpoint on a terminal (the unit's own bar shows its generations).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |done: u64, total: u64| {
+        if terminal && done > 0 {
+            eprintln!(
+                "checkpoint: {done} of {total} chains saved in {}",
+                dir.display()
+            );
         }
     };
-    let (records, cp) = records.expect("a piece ran");
-    let out = args.out.as_deref();
+    let records = shard::run_checkpointed(
+        &header,
+        &command,
+        owned,
+        &cp,
+        &STOP,
+        &mut piece as &mut PieceRun<'_>,
+        &mut progress,
+    )?;
     if let Some((i, n)) = shard {
-        let path = out.expect("checked above");
         // Units joined into one record: the file of an uninterrupted shard, byte for byte.
-        let bytes = shard::encode(&shard::join(&records, &sim.assembler()));
-        shard::write_atomic(path, &bytes)?;
-        if args.checkpoint.is_some() {
-            shard::remove_checkpoint(&cp)?;
-        }
-        if json {
-            outln!(
-                "{}",
-                serde_json::json!({"shard": i, "shards": n, "chains": [owned.start, owned.end], "file": path})
-            );
-        } else {
-            outln!(
-                "shard {i}/{n} (chains {owned}) written to {}",
-                path.display()
-            );
-        }
-        return Ok(());
+        let path = args.out.as_deref().expect("checked");
+        shard::join_to_file(&records, &sim.assembler(), path)?;
+        shard::remove_checkpoint(&cp)?;
+        return print_shard(i, n, owned, path, json);
     }
     let records = shard::check_set(records)?;
     let run = shard::merge(&records, sim.assembler())?;
-    if let Some(path) = out {
+    if let Some(path) = &args.out {
         S::write(&run, path)?;
     }
     shard::remove_checkpoint(&cp)?;
     S::print(&run, json)
+}
+
+fn print_shard(i: u64, n: u64, owned: ChainRange, path: &Path, json: bool) -> Result<()> {
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({"shard": i, "shards": n, "chains": [owned.start, owned.end], "file": path})
+        );
+    } else {
+        outln!(
+            "shard {i}/{n} (chains {owned}) written to {}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// `collapse merge`: reads the pieces, checks they make one whole run, rebuilds it.

@@ -121,7 +121,24 @@ impl Plan {
         for arg in &simulate[1..] {
             refuse_script_option(arg)?;
         }
-        crate::validate_simulate(&simulate)?;
+        // The command line of shard 0 as the script runs it, so that options which need the
+        // script's (--checkpoint-every needs --checkpoint) pass; the paths are not looked at.
+        let mut shard0 = simulate.clone();
+        shard0.extend(
+            [
+                "--threads",
+                "1",
+                "--shard",
+                "0/1",
+                "--out",
+                "shards/shard-0.bin",
+                "--checkpoint",
+                "checkpoints/shard-0",
+                "--resume",
+            ]
+            .map(String::from),
+        );
+        crate::validate_simulate(&shard0)?;
 
         let shards_text = given
             .shards
@@ -246,13 +263,13 @@ impl Plan {
             "echo \"shard ${{SLURM_ARRAY_TASK_ID}} of {n}: job ${{SLURM_JOB_ID:-}} on $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ)\""
         );
         let checkpoint = format!(
-            "{}${{SLURM_ARRAY_TASK_ID}}",
+            "{}\"${{SLURM_ARRAY_TASK_ID}}\"",
             quote(&format!("{d}/checkpoints/shard-"))
         );
         let _ = writeln!(s, "mkdir -p {checkpoint}");
         let _ = writeln!(
             s,
-            "exec {} simulate {} \\\n  --threads ${{SLURM_CPUS_PER_TASK:-1}} --shard ${{SLURM_ARRAY_TASK_ID}}/{n} \\\n  --out {}${{SLURM_ARRAY_TASK_ID}}.bin \\\n  --checkpoint {checkpoint} --resume",
+            "exec {} simulate {} \\\n  --threads \"${{SLURM_CPUS_PER_TASK:-1}}\" --shard \"${{SLURM_ARRAY_TASK_ID}}/{n}\" \\\n  --out {}\"${{SLURM_ARRAY_TASK_ID}}\".bin \\\n  --checkpoint {checkpoint} --resume",
             quote(&self.exe),
             self.simulate_line(),
             quote(&format!("{d}/shards/shard-")),

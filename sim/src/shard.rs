@@ -184,10 +184,22 @@ pub struct PieceRecord {
     /// The command that made it (for `collapse merge`, which rebuilds the run from it; not part
     /// of the identity, so argument order does not matter).
     pub command: String,
-    pub payload: Vec<u64>,
+    pub payload: Payload,
     pub ends: Vec<u64>,
     /// Where it was read from (for messages).
     pub source: PathBuf,
+}
+
+/// A record's per-generation words: in memory, or in its file (read as they are merged, so a
+/// merge holds one generation at a time).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Memory(Vec<u64>),
+    /// At `offset` bytes into the record's `source`, `words` words long (checked by its CRC).
+    File {
+        offset: u64,
+        words: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,129 +237,350 @@ const MAGIC: &[u8; 8] = b"CLPSPCE1";
 /// allocated).
 const MAX_LEN: u64 = 1 << 40;
 
-fn put_u64(out: &mut Vec<u8>, x: u64) {
-    out.extend_from_slice(&x.to_le_bytes());
+/// Payload words per generation of a piece owning `owned`.
+fn words_per_generation(run: &RunHeader, owned: ChainRange) -> u64 {
+    let layout = run.layout;
+    let (_, blocks) = layout.blocks(layout.span(owned, run.chains));
+    1 + blocks * layout.block_words as u64 + owned.len() * layout.chain_values as u64
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_words(out: &mut Vec<u8>, words: &[u64]) {
-    put_u64(out, words.len() as u64);
-    out.reserve(words.len() * 8);
-    for w in words {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-}
-
-/// The bytes of one record.
-pub fn encode(record: &PieceRecord) -> Vec<u8> {
-    let run = &record.run;
-    let mut out = Vec::with_capacity(128 + 8 * (record.payload.len() + record.ends.len()));
+/// The record's bytes up to its payload: magic, header, owned chains, payload length.
+fn record_head(run: &RunHeader, command: &str, owned: ChainRange) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + command.len() + run.identity.len());
     out.extend_from_slice(MAGIC);
-    put_str(&mut out, &run.version);
-    put_str(&mut out, &run.process);
-    put_str(&mut out, &run.identity);
-    put_str(&mut out, &record.command);
+    for text in [&run.version, &run.process, &run.identity, command] {
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    let words = words_per_generation(run, owned) * (run.generations + 1);
     for x in [
         run.chains,
         run.generations,
         run.layout.block,
         run.layout.block_words as u64,
         run.layout.chain_values as u64,
-        record.owned.start,
-        record.owned.end,
+        owned.start,
+        owned.end,
+        words,
     ] {
-        put_u64(&mut out, x);
+        out.extend_from_slice(&x.to_le_bytes());
     }
-    put_words(&mut out, &record.payload);
-    put_words(&mut out, &record.ends);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// Writes one record as it is produced (header, payload words, end words, CRC-32) to a
+/// temporary file that `finish` syncs and renames into place: a killed writer leaves only the
+/// temporary file, which readers never take for a record.
+pub struct RecordWriter {
+    out: std::io::BufWriter<File>,
+    crc: crc32fast::Hasher,
+    tmp: PathBuf,
+    path: PathBuf,
+    expected: u64,
+    written: u64,
+    error: Option<std::io::Error>,
+    bytes: Vec<u8>,
+    done: bool,
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.bytes.len() - self.at < n {
+fn temp_beside(path: &Path) -> (PathBuf, PathBuf) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    (dir, tmp)
+}
+
+impl RecordWriter {
+    pub fn create(
+        path: &Path,
+        run: &RunHeader,
+        command: &str,
+        owned: ChainRange,
+    ) -> Result<RecordWriter, ShardError> {
+        let (_, tmp) = temp_beside(path);
+        let file = File::create(&tmp).map_err(io_error(&tmp))?;
+        let mut w = RecordWriter {
+            out: std::io::BufWriter::with_capacity(1 << 20, file),
+            crc: crc32fast::Hasher::new(),
+            tmp,
+            path: path.to_path_buf(),
+            expected: words_per_generation(run, owned) * (run.generations + 1),
+            written: 0,
+            error: None,
+            bytes: Vec::with_capacity(1 << 16),
+            done: false,
+        };
+        let head = record_head(run, command, owned);
+        w.raw(&head);
+        Ok(w)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        if self.error.is_none() {
+            self.crc.update(bytes);
+            if let Err(e) = self.out.write_all(bytes) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Payload words, in order.
+    pub fn words(&mut self, words: impl IntoIterator<Item = u64>) {
+        let mut bytes = std::mem::take(&mut self.bytes);
+        for w in words {
+            bytes.extend_from_slice(&w.to_le_bytes());
+            self.written += 1;
+            if bytes.len() >= 1 << 16 {
+                self.raw(&bytes);
+                bytes.clear();
+            }
+        }
+        self.raw(&bytes);
+        bytes.clear();
+        self.bytes = bytes;
+    }
+
+    /// Whether a write failed (the run should stop; `finish` reports it).
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The end words and the CRC; then sync, rename into place and sync the folder.
+    pub fn finish(mut self, ends: &[u64]) -> Result<(), ShardError> {
+        if self.written != self.expected && self.error.is_none() {
+            return Err(ShardError::Bad {
+                path: self.path.clone(),
+                why: format!(
+                    "the run wrote {} payload words where {} were due",
+                    self.written, self.expected
+                ),
+            });
+        }
+        self.raw(&(ends.len() as u64).to_le_bytes());
+        self.words(ends.iter().copied());
+        let crc = self.crc.clone().finalize();
+        self.raw(&crc.to_le_bytes());
+        if let Some(e) = self.error.take() {
+            return Err(io_error(&self.tmp)(e));
+        }
+        let (dir, _) = temp_beside(&self.path);
+        let out = std::mem::replace(
+            &mut self.out,
+            std::io::BufWriter::new(File::open("/dev/null").map_err(io_error(&self.tmp))?),
+        );
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_error(&self.tmp))?;
+        drop(file);
+        fs::rename(&self.tmp, &self.path).map_err(io_error(&self.path))?;
+        self.done = true;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&dir))
+    }
+}
+
+impl Drop for RecordWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A sink that streams a piece's partials into a record file.
+pub struct FileSink<'a> {
+    pub writer: RecordWriter,
+    stop: &'a AtomicBool,
+}
+
+impl PieceSink for FileSink<'_> {
+    fn generation(&mut self, n: u64, blocks: &[u64], values: &[&[f64]]) {
+        self.writer.words([n]);
+        self.writer.words(blocks.iter().copied());
+        for v in values {
+            self.writer.words(v.iter().map(|x| x.to_bits()));
+        }
+    }
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.writer.failed()
+    }
+}
+
+/// The bytes of one record held in memory.
+pub fn encode(record: &PieceRecord) -> Result<Vec<u8>, ShardError> {
+    let mut out = record_head(&record.run, &record.command, record.owned);
+    let mut reader = WordReader::open(record)?;
+    let mut words = Vec::new();
+    reader.read(
+        words_per_generation(&record.run, record.owned) * (record.run.generations + 1),
+        &mut words,
+    )?;
+    for w in words
+        .iter()
+        .chain(&[record.ends.len() as u64])
+        .chain(&record.ends)
+    {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads a record's payload words in order.
+enum WordReader<'a> {
+    Memory(&'a [u64]),
+    File {
+        reader: std::io::BufReader<File>,
+        path: &'a Path,
+        bytes: Vec<u8>,
+    },
+}
+
+impl<'a> WordReader<'a> {
+    fn open(record: &'a PieceRecord) -> Result<WordReader<'a>, ShardError> {
+        Ok(match &record.payload {
+            Payload::Memory(words) => WordReader::Memory(words),
+            Payload::File { offset, .. } => {
+                let path = record.source.as_path();
+                let mut file = File::open(path).map_err(io_error(path))?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*offset))
+                    .map_err(io_error(path))?;
+                WordReader::File {
+                    reader: std::io::BufReader::with_capacity(1 << 20, file),
+                    path,
+                    bytes: Vec::new(),
+                }
+            }
+        })
+    }
+
+    /// The next `count` words, replacing `out`'s contents.
+    fn read(&mut self, count: u64, out: &mut Vec<u64>) -> Result<(), ShardError> {
+        out.clear();
+        match self {
+            WordReader::Memory(words) => {
+                let (head, rest) = words.split_at(count as usize);
+                out.extend_from_slice(head);
+                *words = rest;
+            }
+            WordReader::File {
+                reader,
+                path,
+                bytes,
+            } => {
+                bytes.resize(count as usize * 8, 0);
+                reader.read_exact(bytes).map_err(io_error(path))?;
+                out.extend(
+                    bytes
+                        .chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads with a running CRC and a byte count (for `read_file`'s check).
+struct Checked<R> {
+    inner: R,
+    crc: crc32fast::Hasher,
+    at: u64,
+    len: u64,
+}
+
+impl<R: Read> Checked<R> {
+    fn take(&mut self, n: u64, out: &mut Vec<u8>) -> Result<(), String> {
+        if self.len - self.at < n {
             return Err("truncated (the file ends inside a record)".into());
         }
-        let s = &self.bytes[self.at..self.at + n];
+        out.resize(n as usize, 0);
+        self.inner
+            .read_exact(out)
+            .map_err(|e| format!("unreadable: {e}"))?;
+        self.crc.update(out);
         self.at += n;
-        Ok(s)
+        Ok(())
     }
     fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
-    }
-    fn len(&mut self, unit: u64) -> Result<usize, String> {
-        let n = self.u64()?;
-        if n > MAX_LEN || n.saturating_mul(unit) > (self.bytes.len() - self.at) as u64 {
-            return Err("truncated or corrupt (a length runs past the end)".into());
-        }
-        Ok(n as usize)
+        let mut b = Vec::new();
+        self.take(8, &mut b)?;
+        Ok(u64::from_le_bytes(b[..8].try_into().unwrap()))
     }
     fn str(&mut self) -> Result<String, String> {
-        let n = self.len(1)?;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "corrupt (a header string)".into())
+        let n = self.u64()?;
+        if n > MAX_LEN {
+            return Err("corrupt (a header length)".into());
+        }
+        let mut b = Vec::new();
+        self.take(n, &mut b)?;
+        String::from_utf8(b).map_err(|_| "corrupt (a header string)".into())
     }
-    fn words(&mut self) -> Result<Vec<u64>, String> {
-        let n = self.len(8)?;
-        Ok(self
-            .take(8 * n)?
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-            .collect())
+    /// Skips `n` bytes, hashing them.
+    fn skip(&mut self, mut n: u64) -> Result<(), String> {
+        let mut b = Vec::new();
+        while n > 0 {
+            let step = n.min(1 << 20);
+            self.take(step, &mut b)?;
+            n -= step;
+        }
+        Ok(())
     }
 }
 
-/// Every record of a piece file, each checked (magic, CRC, consistent lengths).
+/// Every record of a piece file, each checked (magic, lengths, CRC) in one streaming pass; the
+/// payloads stay in the file.
 pub fn read_file(path: &Path) -> Result<Vec<PieceRecord>, ShardError> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_error(path))?;
-    decode(&bytes, path).map_err(|why| ShardError::Bad {
+    let file = File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    let mut r = Checked {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+        at: 0,
+        len,
+    };
+    scan(&mut r, path).map_err(|why| ShardError::Bad {
         path: path.to_path_buf(),
         why,
     })
 }
 
-fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
-    let mut records = Vec::new();
-    let mut c = Cursor { bytes, at: 0 };
-    if bytes.is_empty() {
+fn scan<R: Read>(r: &mut Checked<R>, path: &Path) -> Result<Vec<PieceRecord>, String> {
+    if r.len == 0 {
         return Err("empty file (not a collapse piece file)".into());
     }
-    while c.at < bytes.len() {
-        let begin = c.at;
-        if c.take(8)? != MAGIC {
-            return Err(if begin == 0 {
+    let mut records = Vec::new();
+    let mut bytes = Vec::new();
+    while r.at < r.len {
+        let first = r.at == 0;
+        r.crc = crc32fast::Hasher::new();
+        if r.len - r.at < 8 {
+            return Err("truncated (the file ends inside a record)".into());
+        }
+        r.take(8, &mut bytes)?;
+        if bytes != MAGIC {
+            return Err(if first {
                 "not a collapse piece file (no magic)".into()
             } else {
                 "corrupt (a record without magic)".into()
             });
         }
-        let version = c.str()?;
-        let process = c.str()?;
-        let identity = c.str()?;
-        let command = c.str()?;
-        let mut f = [0u64; 7];
+        let version = r.str()?;
+        let process = r.str()?;
+        let identity = r.str()?;
+        let command = r.str()?;
+        let mut f = [0u64; 8];
         for x in &mut f {
-            *x = c.u64()?;
-        }
-        let payload = c.words()?;
-        let ends = c.words()?;
-        let end = c.at;
-        let stored = u32::from_le_bytes(c.take(4)?.try_into().unwrap());
-        if crc32fast::hash(&bytes[begin..end]) != stored {
-            return Err("corrupt (checksum mismatch)".into());
+            *x = r.u64()?;
         }
         let [
             chains,
@@ -357,6 +590,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
             chain_values,
             start,
             stop,
+            words,
         ] = f;
         let layout = Layout {
             block,
@@ -364,27 +598,49 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
             chain_values: chain_values as usize,
         };
         let owned = ChainRange { start, end: stop };
-        if block == 0 || owned.is_empty() || owned.end > chains {
+        if block == 0 || owned.is_empty() || owned.end > chains || generations > MAX_LEN {
             return Err(format!("corrupt (owned chains {owned} of {chains})"));
         }
-        let (_, nblocks) = layout.blocks(layout.span(owned, chains));
-        let per_gen =
-            1 + nblocks as u128 * block_words as u128 + owned.len() as u128 * chain_values as u128;
-        if per_gen * (u128::from(generations) + 1) != payload.len() as u128 {
-            return Err("corrupt (payload length does not match its header)".into());
+        let run = RunHeader {
+            version,
+            process,
+            identity,
+            chains,
+            generations,
+            layout,
+        };
+        let due = u128::from(words_per_generation(&run, owned)) * (u128::from(generations) + 1);
+        if due != u128::from(words) || words > (r.len - r.at) / 8 {
+            return Err("corrupt or truncated (payload length does not match its header)".into());
+        }
+        let offset = r.at;
+        r.skip(words * 8)?;
+        let ends_len = r.u64()?;
+        if ends_len > (r.len - r.at) / 8 {
+            return Err("truncated (the file ends inside a record)".into());
+        }
+        r.take(ends_len * 8, &mut bytes)?;
+        let ends = bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let computed = r.crc.clone().finalize();
+        let mut stored = [0u8; 4];
+        if r.len - r.at < 4 {
+            return Err("truncated (the file ends inside a record)".into());
+        }
+        r.inner
+            .read_exact(&mut stored)
+            .map_err(|e| format!("unreadable: {e}"))?;
+        r.at += 4;
+        if u32::from_le_bytes(stored) != computed {
+            return Err("corrupt (checksum mismatch)".into());
         }
         records.push(PieceRecord {
-            run: RunHeader {
-                version,
-                process,
-                identity,
-                chains,
-                generations,
-                layout,
-            },
+            run,
             owned,
             command,
-            payload,
+            payload: Payload::File { offset, words },
             ends,
             source: path.to_path_buf(),
         });
@@ -395,16 +651,7 @@ fn decode(bytes: &[u8], path: &Path) -> Result<Vec<PieceRecord>, String> {
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
 /// folder. A crash leaves either the old file or the new one, never part of one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
+    let (dir, tmp) = temp_beside(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -495,7 +742,8 @@ pub fn check_set(mut records: Vec<PieceRecord>) -> Result<Vec<PieceRecord>, Shar
     Ok(records)
 }
 
-/// Merges a complete set of pieces (`check_set`) into the assembler, generation by generation.
+/// Merges a complete set of pieces (`check_set`) into the assembler, generation by generation
+/// (reading one generation of every piece at a time).
 pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A::Run, ShardError> {
     let run = &records[0].run;
     let layout = run.layout;
@@ -505,7 +753,11 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
     let mut filled = vec![usize::MAX; total_blocks];
     let mut values: Vec<Vec<f64>> =
         vec![Vec::with_capacity(run.chains as usize); layout.chain_values];
-    let mut cursors = vec![0usize; records.len()];
+    let mut readers = records
+        .iter()
+        .map(WordReader::open)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut p = Vec::new();
     for n in 0..=run.generations {
         filled.fill(usize::MAX);
         for v in &mut values {
@@ -513,7 +765,7 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
         }
         for (i, r) in records.iter().enumerate() {
             let (first, count) = layout.blocks(layout.span(r.owned, run.chains));
-            let p = &r.payload[cursors[i]..];
+            readers[i].read(words_per_generation(run, r.owned), &mut p)?;
             if p[0] != n {
                 return Err(ShardError::Bad {
                     path: r.source.clone(),
@@ -536,8 +788,7 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
                 }
             }
             let owned = r.owned.len() as usize;
-            let vals =
-                &p[1 + count as usize * w..1 + count as usize * w + owned * layout.chain_values];
+            let vals = &p[1 + count as usize * w..];
             for (q, v) in values.iter_mut().enumerate() {
                 v.extend(
                     vals[q * owned..(q + 1) * owned]
@@ -545,7 +796,6 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
                         .map(|&b| f64::from_bits(b)),
                 );
             }
-            cursors[i] += 1 + count as usize * w + owned * layout.chain_values;
         }
         let slices: Vec<&[f64]> = values.iter().map(|v| v.as_slice()).collect();
         assembler.generation(n, &blocks, &slices);
@@ -554,53 +804,51 @@ pub fn merge<A: Assemble>(records: &[PieceRecord], mut assembler: A) -> Result<A
     Ok(assembler.finish(&ends))
 }
 
-/// Adjacent units (sorted, tiling one owned range, their inner boundaries on whole blocks) as
-/// the record a single piece over their range would have written, bit for bit: a checkpointed
-/// shard's file is then the file of the uninterrupted shard.
-pub fn join<A: Assemble>(units: &[PieceRecord], assembler: &A) -> PieceRecord {
+/// Adjacent units (sorted, tiling one owned range, their inner boundaries on whole blocks)
+/// written to `path` as the record a single piece over their range would have written, bit for
+/// bit: a checkpointed shard's file is then the file of the uninterrupted shard.
+pub fn join_to_file<A: Assemble>(
+    units: &[PieceRecord],
+    assembler: &A,
+    path: &Path,
+) -> Result<(), ShardError> {
     let first = &units[0];
     let run = &first.run;
     let layout = run.layout;
-    let w = layout.block_words;
     let owned = ChainRange {
         start: first.owned.start,
         end: units[units.len() - 1].owned.end,
     };
-    let mut payload = Vec::with_capacity(units.iter().map(|u| u.payload.len()).sum());
-    let mut cursors = vec![0usize; units.len()];
-    let shape: Vec<(usize, usize)> = units
+    let mut writer = RecordWriter::create(path, run, &first.command, owned)?;
+    let mut readers = units
         .iter()
-        .map(|u| {
-            let (_, count) = layout.blocks(layout.span(u.owned, run.chains));
-            (count as usize * w, u.owned.len() as usize)
-        })
-        .collect();
+        .map(WordReader::open)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut parts: Vec<Vec<u64>> = vec![Vec::new(); units.len()];
     for n in 0..=run.generations {
-        payload.push(n);
         for (i, u) in units.iter().enumerate() {
-            let at = cursors[i] + 1;
-            payload.extend_from_slice(&u.payload[at..at + shape[i].0]);
+            readers[i].read(words_per_generation(run, u.owned), &mut parts[i])?;
+        }
+        writer.words([n]);
+        for (u, p) in units.iter().zip(&parts) {
+            let (_, count) = layout.blocks(layout.span(u.owned, run.chains));
+            writer.words(
+                p[1..1 + count as usize * layout.block_words]
+                    .iter()
+                    .copied(),
+            );
         }
         for q in 0..layout.chain_values {
-            for (i, u) in units.iter().enumerate() {
-                let (words, len) = shape[i];
-                let at = cursors[i] + 1 + words + q * len;
-                payload.extend_from_slice(&u.payload[at..at + len]);
+            for (u, p) in units.iter().zip(&parts) {
+                let (_, count) = layout.blocks(layout.span(u.owned, run.chains));
+                let len = u.owned.len() as usize;
+                let at = 1 + count as usize * layout.block_words + q * len;
+                writer.words(p[at..at + len].iter().copied());
             }
-        }
-        for (i, &(words, len)) in shape.iter().enumerate() {
-            cursors[i] += 1 + words + len * layout.chain_values;
         }
     }
     let ends: Vec<&[u64]> = units.iter().map(|u| u.ends.as_slice()).collect();
-    PieceRecord {
-        run: run.clone(),
-        owned,
-        command: first.command.clone(),
-        payload,
-        ends: assembler.join_ends(&ends),
-        source: first.source.clone(),
-    }
+    writer.finish(&assembler.join_ends(&ends))
 }
 
 /// A sink that records a piece's partials (for a piece file).
@@ -648,10 +896,38 @@ pub fn run_piece(
         run: run.clone(),
         owned,
         command: String::new(),
-        payload: recorder.words,
+        payload: Payload::Memory(recorder.words),
         ends,
         source: PathBuf::from("(this run)"),
     })
+}
+
+/// Runs `owned` as a single piece streamed into the record file `path` (written atomically).
+pub fn run_piece_to_file(
+    run: &RunHeader,
+    command: &str,
+    owned: ChainRange,
+    stop: &AtomicBool,
+    piece: &mut PieceRun<'_>,
+    path: &Path,
+) -> Result<PieceRecord, ShardError> {
+    let mut sink = FileSink {
+        writer: RecordWriter::create(path, run, command, owned)?,
+        stop,
+    };
+    match piece(owned, &mut sink) {
+        Ok(ends) => {
+            sink.writer.finish(&ends)?;
+            let mut records = read_file(path)?;
+            Ok(records.remove(0))
+        }
+        // A write error stops the run as a stop request would: report the write error.
+        Err(SimError::Interrupted) if sink.writer.failed() => {
+            let e = sink.writer.error.take().expect("failed");
+            Err(io_error(path)(e))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checkpointing: units of chains, each saved as a piece file in `dir` as soon as it is done.
@@ -793,33 +1069,26 @@ pub fn run_checkpointed(
                 .min(gap.end);
             let unit = ChainRange { start, end };
             let clock = Instant::now();
-            let record = match run_piece(run, unit, stop, piece) {
-                Ok(r) => PieceRecord {
-                    command: command.to_string(),
-                    ..r
-                },
-                Err(SimError::Interrupted) => {
+            // Created only now: a run refused before its first unit leaves nothing behind.
+            fs::create_dir_all(&cp.dir).map_err(io_error(&cp.dir))?;
+            let path = unit_path(&cp.dir, unit);
+            let record = match run_piece_to_file(run, command, unit, stop, piece, &path) {
+                Ok(r) => r,
+                Err(ShardError::Sim(SimError::Interrupted)) => {
                     return Err(ShardError::Interrupted {
                         saved: done,
                         total: owned.len(),
                         dir: cp.dir.clone(),
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
-            // Created only now: a run refused before its first unit leaves nothing behind.
-            fs::create_dir_all(&cp.dir).map_err(io_error(&cp.dir))?;
-            let path = unit_path(&cp.dir, unit);
-            write_atomic(&path, &encode(&record))?;
             let seconds = clock.elapsed().as_secs_f64().max(1e-6);
             let rate = unit.len() as f64 / seconds;
             size = ((rate * cp.every.as_secs_f64()) as u64).max(min_unit);
             done += unit.len();
             progress(done, owned.len());
-            units.push(PieceRecord {
-                source: path,
-                ..record
-            });
+            units.push(record);
             start = end;
         }
     }

@@ -307,7 +307,10 @@ fn pieces_merge_to_the_bits_of_the_whole_run() {
             let order = [3, 0, 5, 1, 4, 2];
             records = order.iter().map(|&i| records[i].clone()).collect();
             let path = dir.join("pieces");
-            let bytes: Vec<u8> = records.iter().flat_map(shard::encode).collect();
+            let bytes: Vec<u8> = records
+                .iter()
+                .flat_map(|r| shard::encode(r).unwrap())
+                .collect();
             shard::write_atomic(&path, &bytes).unwrap();
             let read = shard::read_file(&path).unwrap();
             let set = shard::check_set(read).unwrap();
