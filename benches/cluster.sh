@@ -47,30 +47,39 @@ for r in "${runs[@]}"; do
   echo "| $name | $chains x $gens | $wall | $cpu | $hours |"
 done
 
-base="simulate gaussian --samples 100 --generations 2000 --chains 10000 --seed 1"
-echo
-echo "## Sharding and checkpointing overhead: \`$base\`"
-echo
-echo "| how | wall s | CPU s | wall / plain |"
-echo "|---|---|---|---|"
-# shellcheck disable=SC2086
-read -r pw pc < <(measure $bin $base --out "$work/plain.parquet")
-echo "| plain run | $pw | $pc | 1.00 |"
-for n in 1 4 16; do
-  cat >"$work/sharded.sh" <<EOF
-set -e
-for i in \$(seq 0 $((n - 1))); do $bin $base --shard \$i/$n --out "$work/s\$i.bin"; done
-$bin merge $(for i in $(seq 0 $((n - 1))); do printf '%s ' "$work/s$i.bin"; done) --out "$work/merged.parquet"
-EOF
-  read -r w c < <(measure bash "$work/sharded.sh")
-  cmp -s "$work/plain.parquet" "$work/merged.parquet" || { echo "merged result differs" >&2; exit 1; }
-  ratio=$(awk -v a="$w" -v b="$pw" 'BEGIN{printf "%.2f", a/b}')
-  echo "| $n shards one after another, then merge | $w | $c | $ratio |"
-done
-for every in 60 1; do
+# Sharding and checkpointing against the plain run of the same command.
+overhead() {
+  local base=$1
+  echo
+  echo "## Sharding and checkpointing overhead: \`$base\`"
+  echo
+  echo "| how | wall s | CPU s | wall / plain |"
+  echo "|---|---|---|---|"
+  local pw pc w c ratio n every
   # shellcheck disable=SC2086
-  read -r w c < <(measure $bin $base --out "$work/cp.parquet" --checkpoint "$work/cp" --checkpoint-every $every)
-  cmp -s "$work/plain.parquet" "$work/cp.parquet" || { echo "checkpointed result differs" >&2; exit 1; }
-  ratio=$(awk -v a="$w" -v b="$pw" 'BEGIN{printf "%.2f", a/b}')
-  echo "| checkpoint every ${every} s | $w | $c | $ratio |"
-done
+  read -r pw pc < <(measure $bin $base --out "$work/plain.parquet")
+  echo "| plain run | $pw | $pc | 1.00 |"
+  for n in 1 4 16; do
+    {
+      echo "set -e"
+      for i in $(seq 0 $((n - 1))); do echo "$bin $base --shard $i/$n --out $work/s$i.bin"; done
+      echo "$bin merge $(for i in $(seq 0 $((n - 1))); do printf '%s ' "$work/s$i.bin"; done) --out $work/merged.parquet"
+    } >"$work/sharded.sh"
+    read -r w c < <(measure bash "$work/sharded.sh")
+    cmp -s "$work/plain.parquet" "$work/merged.parquet" || { echo "merged result differs" >&2; exit 1; }
+    ratio=$(awk -v a="$w" -v b="$pw" 'BEGIN{printf "%.2f", a/b}')
+    echo "| $n shards one after another, then merge | $w | $c | $ratio |"
+    rm -f "$work"/s*.bin
+  done
+  for every in 60 1; do
+    # shellcheck disable=SC2086
+    read -r w c < <(measure $bin $base --out "$work/cp.parquet" --checkpoint "$work/cp" --checkpoint-every $every)
+    cmp -s "$work/plain.parquet" "$work/cp.parquet" || { echo "checkpointed result differs" >&2; exit 1; }
+    ratio=$(awk -v a="$w" -v b="$pw" 'BEGIN{printf "%.2f", a/b}')
+    echo "| checkpoint every ${every} s | $w | $c | $ratio |"
+  done
+}
+# A fast run that keeps 16 bytes per chain and generation for its quartiles, and a
+# compute-bound one (8 bytes).
+overhead "simulate gaussian --samples 100 --generations 2000 --chains 10000 --seed 1"
+overhead "simulate mvn --dim 10 --samples 100 --generations 200 --chains 4000 --seed 1"
