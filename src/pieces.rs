@@ -213,6 +213,19 @@ pub(crate) fn simulate<S: Simulation>(sim: &S, args: &RunArgs, json: bool) -> Re
     let header = sim.header();
     let command = canonical_command();
     let mut piece = |o: ChainRange, s: &mut dyn PieceSink| sim.piece(o, s);
+    if let (Some((i, n)), true) = (shard, args.resume) {
+        // A resubmitted shard whose file is already whole is done (the same run, same chains).
+        let path = args.out.as_deref().expect("checked");
+        let done = shard::read_file(path)
+            .is_ok_and(|r| r.len() == 1 && r[0].run == header && r[0].owned == owned);
+        if done {
+            eprintln!(
+                "collapse: {} already holds shard {i}/{n}; nothing to do",
+                path.display()
+            );
+            return print_shard(i, n, owned, path, json);
+        }
+    }
     let Some(dir) = &args.checkpoint else {
         // A shard without checkpoints: streamed straight into its file.
         let (i, n) = shard.expect("a shard or a checkpoint");

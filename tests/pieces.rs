@@ -380,6 +380,11 @@ fn sigterm_saves_and_exits_and_the_resumed_shard_is_the_same() {
     assert!(units(&cp) >= 1);
     ok(args, &flags);
     assert!(bytes(&shard) == bytes(&plain), "the resumed shard differs");
+    // Resumed again, a whole shard file is kept as it is (a resubmission after success).
+    let again = run(args, &flags);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to do"));
+    assert!(bytes(&shard) == bytes(&plain));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
