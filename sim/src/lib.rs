@@ -5,12 +5,14 @@
 //! of threads; reductions over chains happen in chain order.
 
 pub mod binomial;
+pub mod data;
 pub mod gamma;
 pub mod gaussian;
 pub mod gmm;
 pub mod kernels;
 pub mod markov;
 pub mod mvn;
+pub mod nn;
 pub mod normal;
 pub mod progress;
 pub mod rng;

@@ -1,0 +1,166 @@
+//! The VAE's losses: Bernoulli cross-entropy on logits, the Gaussian KL divergence to the
+//! standard normal prior, and the reparameterised draw of the latent code.
+
+use super::simd::{PIECE, exp, ln_1p, sigmoid_and_exp_neg_abs, vectorised};
+use crate::normal::StandardNormal;
+use crate::rng::ChainRng;
+use rayon::prelude::*;
+
+/// Lanes of the `f64` loss accumulators (the sum is taken lane by lane, then over lanes in
+/// order: a fixed order that the compiler can vectorise).
+const LANES: usize = 8;
+
+fn sum_lanes(acc: [f64; LANES]) -> f64 {
+    acc.iter().sum()
+}
+
+vectorised! {
+    fn bce_piece(z: &[f32], t: &[f32], scale: f32, dz: &mut [f32]) -> f64 {
+        #[inline(always)]
+        fn one(z: f32, t: f32, scale: f32, dz: &mut f32) -> f32 {
+            let (s, e) = sigmoid_and_exp_neg_abs(z);
+            *dz = scale * (s - t);
+            let relu = if z > 0.0 { z } else { 0.0 };
+            relu - z * t + ln_1p(e)
+        }
+        let mut acc = [0.0f64; LANES];
+        let whole = z.len() - z.len() % LANES;
+        for ((z, t), dz) in z[..whole]
+            .chunks_exact(LANES)
+            .zip(t[..whole].chunks_exact(LANES))
+            .zip(dz[..whole].chunks_exact_mut(LANES))
+        {
+            for l in 0..LANES {
+                acc[l] += f64::from(one(z[l], t[l], scale, &mut dz[l]));
+            }
+        }
+        for (l, i) in (whole..z.len()).enumerate() {
+            acc[l] += f64::from(one(z[i], t[i], scale, &mut dz[i]));
+        }
+        sum_lanes(acc)
+    }
+}
+
+/// Bernoulli cross-entropy of targets `t` in [0, 1] under logits `z` (probabilities
+/// sigmoid(z)), **summed** over every element (pixels and batch) and multiplied by `scale`:
+///
+/// L = scale * sum_i [max(z_i, 0) - z_i t_i + ln(1 + e^{-|z_i|})]
+///   = scale * sum_i -[t_i ln sigmoid(z_i) + (1 - t_i) ln(1 - sigmoid(z_i))],
+///
+/// the stable form (no overflow, no log of 0). `scale = 1` is PyTorch's
+/// `binary_cross_entropy(..., reduction="sum")` of the VAE example the paper builds on;
+/// `scale = 1 / batch` gives the mean over the batch. Writes dL/dz_i = scale (sigmoid(z_i) -
+/// t_i) into `dz` and returns L (per-element terms in `f32`, summed in `f64`).
+pub fn bce_with_logits(z: &[f32], t: &[f32], scale: f32, dz: &mut [f32]) -> f64 {
+    assert!(z.len() == t.len() && z.len() == dz.len());
+    let pieces: Vec<f64> = dz
+        .par_chunks_mut(PIECE)
+        .zip(z.par_chunks(PIECE).zip(t.par_chunks(PIECE)))
+        .map(|(dz, (z, t))| bce_piece(z, t, scale, dz))
+        .collect();
+    // In piece order, so the sum does not depend on the thread count.
+    f64::from(scale) * pieces.iter().sum::<f64>()
+}
+
+vectorised! {
+    fn kl_piece(mu: &[f32], logvar: &[f32], scale: f32, dmu: &mut [f32], dlogvar: &mut [f32]) -> f64 {
+        #[inline(always)]
+        fn one(mu: f32, lv: f32, scale: f32, dmu: &mut f32, dlv: &mut f32) -> f32 {
+            let var = exp(lv);
+            *dmu = scale * mu;
+            *dlv = scale * (0.5 * (var - 1.0));
+            -0.5 * (1.0 + lv - mu * mu - var)
+        }
+        let mut acc = [0.0f64; LANES];
+        let whole = mu.len() - mu.len() % LANES;
+        for (((mu, lv), dmu), dlv) in mu[..whole]
+            .chunks_exact(LANES)
+            .zip(logvar[..whole].chunks_exact(LANES))
+            .zip(dmu[..whole].chunks_exact_mut(LANES))
+            .zip(dlogvar[..whole].chunks_exact_mut(LANES))
+        {
+            for l in 0..LANES {
+                acc[l] += f64::from(one(mu[l], lv[l], scale, &mut dmu[l], &mut dlv[l]));
+            }
+        }
+        for (l, i) in (whole..mu.len()).enumerate() {
+            acc[l] += f64::from(one(mu[i], logvar[i], scale, &mut dmu[i], &mut dlogvar[i]));
+        }
+        sum_lanes(acc)
+    }
+}
+
+/// KL(N(mu, diag e^logvar) || N(0, I)) summed over latent coordinates and the batch, times
+/// `scale` (as `bce_with_logits`: 1 for the sum, 1 / batch for the mean):
+///
+/// L = scale * sum_i -1/2 (1 + logvar_i - mu_i^2 - e^{logvar_i}),
+///
+/// writing dL/dmu_i = scale mu_i and dL/dlogvar_i = scale (e^{logvar_i} - 1) / 2. `logvar` is
+/// clamped to [-87, 88] inside the exponential (beyond that e^logvar leaves `f32`).
+pub fn gaussian_kl(
+    mu: &[f32],
+    logvar: &[f32],
+    scale: f32,
+    dmu: &mut [f32],
+    dlogvar: &mut [f32],
+) -> f64 {
+    let n = mu.len();
+    assert!(logvar.len() == n && dmu.len() == n && dlogvar.len() == n);
+    // batch x latent is small (thousands of elements): one piece.
+    f64::from(scale) * kl_piece(mu, logvar, scale, dmu, dlogvar)
+}
+
+vectorised! {
+    fn reparameterise_piece(mu: &[f32], logvar: &[f32], eps: &[f32], z: &mut [f32]) {
+        for (((z, &mu), &lv), &eps) in z.iter_mut().zip(mu).zip(logvar).zip(eps) {
+            *z = mu + exp(0.5 * lv) * eps;
+        }
+    }
+}
+
+/// The reparameterised draw z = mu + e^{logvar / 2} eps with eps ~ N(0, I), drawn from `rng`
+/// in row-major order (ziggurat, rounded to `f32`) and kept in `eps` for the backward pass.
+pub fn reparameterise(
+    mu: &[f32],
+    logvar: &[f32],
+    rng: &mut ChainRng,
+    eps: &mut [f32],
+    z: &mut [f32],
+) {
+    let n = mu.len();
+    assert!(logvar.len() == n && eps.len() == n && z.len() == n);
+    let normal = StandardNormal::new();
+    for e in eps.iter_mut() {
+        *e = normal.sample(rng) as f32;
+    }
+    reparameterise_piece(mu, logvar, eps, z);
+}
+
+vectorised! {
+    fn reparameterise_backward_piece(
+        dz: &[f32],
+        eps: &[f32],
+        logvar: &[f32],
+        dmu: &mut [f32],
+        dlogvar: &mut [f32],
+    ) {
+        for i in 0..dz.len() {
+            dmu[i] += dz[i];
+            dlogvar[i] += dz[i] * (eps[i] * (0.5 * exp(0.5 * logvar[i])));
+        }
+    }
+}
+
+/// Backward of `reparameterise`, **added** to `dmu` and `dlogvar` (which usually hold the KL
+/// term's gradient already): dmu += dz, dlogvar += dz eps e^{logvar / 2} / 2.
+pub fn reparameterise_backward_add(
+    dz: &[f32],
+    eps: &[f32],
+    logvar: &[f32],
+    dmu: &mut [f32],
+    dlogvar: &mut [f32],
+) {
+    let n = dz.len();
+    assert!(eps.len() == n && logvar.len() == n && dmu.len() == n && dlogvar.len() == n);
+    reparameterise_backward_piece(dz, eps, logvar, dmu, dlogvar);
+}
