@@ -28,8 +28,7 @@
 pub mod convert;
 
 use sha2::{Digest, Sha256};
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -382,30 +381,9 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` to `path` atomically (temporary file beside it, fsync, rename, fsync of the
-/// folder); removes the temporary file on failure.
+/// Writes `bytes` to `path` atomically (`crate::files::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "digits".into(), |n| n.to_string_lossy().into_owned());
-    // Hidden, and unique per process so that two concurrent writers never share one.
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_error(path))
+    crate::files::write_atomic(path, bytes).map_err(io_error(path))
 }
 
 /// The package client that obtains a data set's package file.

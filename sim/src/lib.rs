@@ -6,6 +6,7 @@
 
 pub mod binomial;
 pub mod data;
+pub mod files;
 pub mod gamma;
 pub mod gaussian;
 pub mod gmm;

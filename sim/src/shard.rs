@@ -283,18 +283,7 @@ pub struct RecordWriter {
     done: bool,
 }
 
-fn temp_beside(path: &Path) -> (PathBuf, PathBuf) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    (dir, tmp)
-}
+use crate::files::temp_beside;
 
 impl RecordWriter {
     pub fn create(
@@ -648,22 +637,9 @@ fn scan<R: Read>(r: &mut Checked<R>, path: &Path) -> Result<Vec<PieceRecord>, St
     Ok(records)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, fsync of the
-/// folder. A crash leaves either the old file or the new one, never part of one.
+/// Writes `bytes` to `path` atomically (`crate::files::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
-    let (dir, tmp) = temp_beside(path);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_error(path))
+    crate::files::write_atomic(path, bytes).map_err(io_error(path))
 }
 
 /// Records that belong together (one run), sorted by owned chains, disjoint and covering every

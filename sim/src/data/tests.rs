@@ -1,6 +1,7 @@
 use super::convert::{self, grey_level};
 use super::*;
 use proptest::prelude::*;
+use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 fn scratch(tag: &str) -> PathBuf {
