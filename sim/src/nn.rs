@@ -24,6 +24,7 @@
 
 mod activation;
 mod adam;
+mod conv;
 mod dense;
 mod gemm;
 mod loss;

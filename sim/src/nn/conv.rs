@@ -1,0 +1,1 @@
+//! Convolutions (im2col + GEMM): being written.
