@@ -19,6 +19,7 @@ pub mod progress;
 pub mod rng;
 pub mod shard;
 pub mod stats;
+pub mod vae;
 pub mod vmath;
 
 pub use gaussian::{GaussianRun, GenerationStats, Method, simulate};

@@ -41,6 +41,7 @@ pub mod stream {
     pub const MARKOV: u32 = 2;
     pub const MVN: u32 = 3;
     pub const GMM: u32 = 4;
+    pub const VAE: u32 = 5;
     pub const TEST: u32 = 0xFFFF_FFFF;
 }
 

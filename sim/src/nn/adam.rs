@@ -105,6 +105,19 @@ impl Adam {
         self.t
     }
 
+    /// The state a checkpoint needs: the step count and the first and second moments of each
+    /// parameter slice (empty before the first step).
+    pub fn state(&self) -> (u64, &[(Vec<f32>, Vec<f32>)]) {
+        (self.t, &self.moments)
+    }
+
+    /// Restores a `state()` (the hyper-parameters are the caller's); `step` checks the
+    /// moments' sizes against the parameters.
+    pub fn restore(&mut self, steps: u64, moments: Vec<(Vec<f32>, Vec<f32>)>) {
+        self.t = steps;
+        self.moments = moments;
+    }
+
     /// One update of every (parameters, gradient) pair.
     pub fn step(&mut self, params: &mut [(&mut [f32], &[f32])]) -> Result<(), SimError> {
         self.validate()?;

@@ -164,3 +164,63 @@ pub fn reparameterise_backward_add(
     assert!(eps.len() == n && logvar.len() == n && dmu.len() == n && dlogvar.len() == n);
     reparameterise_backward_piece(dz, eps, logvar, dmu, dlogvar);
 }
+
+/// Rows per parallel piece of `softmax_cross_entropy` (fixed, so sums do not depend on the
+/// number of threads).
+const SOFTMAX_ROWS: usize = 64;
+
+fn softmax_row(z: &[f32], label: usize, scale: f32, dz: &mut [f32]) -> f64 {
+    let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0f64;
+    for (d, &v) in dz.iter_mut().zip(z) {
+        let e = exp(v - max);
+        *d = e;
+        sum += f64::from(e);
+    }
+    let inv = (1.0 / sum) as f32;
+    for d in dz.iter_mut() {
+        *d *= inv * scale;
+    }
+    dz[label] -= scale;
+    // -ln softmax(z)[label] = ln sum_j e^{z_j - max} - (z_label - max)
+    sum.ln() - f64::from(z[label] - max)
+}
+
+/// Cross-entropy of integer `labels` under the rows of `logits` (`labels.len()` rows of
+/// `classes` logits), **summed** over rows and multiplied by `scale`:
+///
+/// L = scale * sum_r -ln softmax(z_r)[y_r],  softmax(z)_j = e^{z_j} / sum_k e^{z_k},
+///
+/// computed with the row maximum subtracted (no overflow). Writes dL/dz_rj = scale
+/// (softmax(z_r)_j - [j = y_r]) into `dlogits`. Panics if a label is not below `classes`.
+pub fn softmax_cross_entropy(
+    logits: &[f32],
+    classes: usize,
+    labels: &[u32],
+    scale: f32,
+    dlogits: &mut [f32],
+) -> f64 {
+    assert!(classes > 0 && logits.len() == labels.len() * classes);
+    assert_eq!(dlogits.len(), logits.len());
+    assert!(
+        labels.iter().all(|&y| (y as usize) < classes),
+        "label out of range"
+    );
+    let piece = SOFTMAX_ROWS * classes;
+    let pieces: Vec<f64> = dlogits
+        .par_chunks_mut(piece)
+        .zip(
+            logits
+                .par_chunks(piece)
+                .zip(labels.par_chunks(SOFTMAX_ROWS)),
+        )
+        .map(|(dz, (z, y))| {
+            dz.chunks_exact_mut(classes)
+                .zip(z.chunks_exact(classes))
+                .zip(y)
+                .map(|((dz, z), &y)| softmax_row(z, y as usize, scale, dz))
+                .sum::<f64>()
+        })
+        .collect();
+    f64::from(scale) * pieces.iter().sum::<f64>()
+}

@@ -370,6 +370,33 @@ proptest! {
     }
 
     #[test]
+    fn softmax_cross_entropy_gradient_matches_finite_differences(
+        rows in 1usize..70, classes in 1usize..12, seed: u64,
+        scale in prop::sample::select(vec![1.0f32, 0.125]),
+    ) {
+        let mut r = rng(seed);
+        let z = uniform(&mut r, rows * classes, -20.0, 20.0);
+        let labels: Vec<u32> = (0..rows)
+            .map(|_| crate::rng::below(&mut r, classes as u64) as u32)
+            .collect();
+        let mut dz = vec![f32::NAN; z.len()];
+        let loss = softmax_cross_entropy(&z, classes, &labels, scale, &mut dz);
+        let s = f64::from(scale);
+        // Direct form in f64: ln sum_j e^{z_j} - z_y (|z| <= 20: no overflow).
+        let reference = |z: &[f64]| -> f64 {
+            z.chunks(classes)
+                .zip(&labels)
+                .map(|(row, &y)| row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[y as usize])
+                .sum::<f64>()
+                * s
+        };
+        let z64 = wide(&z);
+        let want = reference(&z64);
+        prop_assert!((loss - want).abs() <= 1e-6 * (1.0 + want.abs()), "{loss} vs {want}");
+        check_grad("softmax cross-entropy dz", &dz, &fd_grad(reference, &z64))?;
+    }
+
+    #[test]
     fn kl_gradient_matches_finite_differences(
         n in 1usize..40, seed: u64, scale in prop::sample::select(vec![1.0f32, 0.5]),
     ) {
