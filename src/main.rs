@@ -26,6 +26,7 @@ mod mvn;
 mod pieces;
 mod slurm;
 mod strategy;
+mod vae;
 
 #[derive(Parser)]
 #[command(
@@ -141,6 +142,9 @@ enum TheoryProcess {
 
 #[derive(Subcommand)]
 enum SimulateProcess {
+    /// VAE generations on real digits: generation 0 trained on the data set, each later one
+    /// from scratch on images decoded by the previous one (the paper's VAE experiment).
+    Vae(Box<vae::VaeArgs>),
     /// 1-D Gaussian re-fitted to M_i samples of itself each generation.
     Gaussian {
         #[command(flatten)]
@@ -368,6 +372,9 @@ fn run(cli: Cli) -> Result<()> {
             let t = collapse_analysis::mvn::theory(&spec, digits)?;
             mvn::print_theory(&t, digits, json)
         }
+        Command::Simulate {
+            process: SimulateProcess::Vae(args),
+        } => vae::command(*args),
         Command::Simulate { process } => {
             let (sim, run, json) = prepare(process)?;
             with_simulation!(sim, s => pieces::simulate(&s, &run, json))
@@ -697,6 +704,10 @@ use with_simulation;
 /// The spec and config of a simulate command, with its run options and output format.
 fn prepare(process: SimulateProcess) -> Result<(Prepared, pieces::RunArgs, bool)> {
     Ok(match process {
+        SimulateProcess::Vae(_) => bail!(
+            "vae runs are split by seed, not by chain: run each seed as its own job \
+             (--seed S --seeds 1 --out DIR)"
+        ),
         SimulateProcess::Gaussian {
             process,
             chains,

@@ -93,10 +93,10 @@ pub(crate) trait Simulation {
 }
 
 /// Set by SIGINT or SIGTERM while a checkpointed run is going; the signal's number.
-static STOP: AtomicBool = AtomicBool::new(false);
+pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
-fn catch_signals() -> Result<()> {
+pub(crate) fn catch_signals() -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM] {
         signal_hook::flag::register_usize(sig, &SIGNAL, sig as usize)
@@ -106,6 +106,13 @@ fn catch_signals() -> Result<()> {
     Ok(())
 }
 
+/// A run other than an ensemble's stopped by a signal; says what was kept.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: {kept}")]
+pub(crate) struct Interrupted {
+    pub kept: String,
+}
+
 /// The exit code of a run stopped by a signal: 128 + its number.
 pub(crate) fn interrupted_exit_code(e: &anyhow::Error) -> Option<i32> {
     e.chain()
@@ -113,7 +120,7 @@ pub(crate) fn interrupted_exit_code(e: &anyhow::Error) -> Option<i32> {
             matches!(
                 c.downcast_ref::<ShardError>(),
                 Some(ShardError::Interrupted { .. })
-            )
+            ) || c.downcast_ref::<Interrupted>().is_some()
         })
         .then(|| 128 + SIGNAL.load(Ordering::SeqCst) as i32)
 }

@@ -388,8 +388,50 @@ fn smoke_report_is_complete() {
         .parse()
         .unwrap();
     assert!(worst < 5.0, "{stdout}");
+    // The vae section: heading, tables, figures, and seed 20240724's grids (the first of the
+    // smoke scale's two seeds, three generations) as PNG files referenced from index.md and
+    // embedded in index.html.
+    let heading = "VAE generations on real digits";
+    assert!(html.contains(heading) && md.contains(heading));
+    for file in [
+        "vae.parquet",
+        "summary.parquet",
+        "vae-latent-std.svg",
+        "vae-latent-std.png",
+        "vae-heldout-neg-elbo.svg",
+        "vae-class-entropy.svg",
+    ] {
+        let path = dir.join("vae").join(file);
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "{}",
+            path.display()
+        );
+    }
+    for seed in [20_240_724, 20_240_725] {
+        for generation in 0..3 {
+            let png = format!("vae/grids/seed-{seed}-gen-{generation}.png");
+            let bytes = std::fs::read(dir.join(&png)).unwrap();
+            assert_eq!(bytes[..4], [0x89, b'P', b'N', b'G'], "{png}");
+            assert_eq!(
+                md.contains(&format!("]({png})")),
+                seed == 20_240_724,
+                "{png}"
+            );
+        }
+    }
+    assert_eq!(html.matches("href=\"data:image/png;base64,").count(), 3);
+    assert!(md.contains("paper's recorded latent std") && md.contains("vae: 1 experiments"));
     // No temporary files left behind in any section.
-    for section in ["gaussian", "markov", "mvn", "schedules", "strategies"] {
+    for section in [
+        "gaussian",
+        "markov",
+        "mvn",
+        "schedules",
+        "strategies",
+        "vae",
+        "vae/grids",
+    ] {
         assert!(
             !std::fs::read_dir(dir.join(section)).unwrap().any(|e| e
                 .unwrap()
@@ -399,6 +441,25 @@ fn smoke_report_is_complete() {
             "{section}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without the VAE's digits the report stops at once with one line naming the fetch command,
+/// and writes nothing.
+#[test]
+fn report_without_digits_names_the_fetch_command() {
+    let dir = scratch_dir("report-no-data");
+    let (cache, out) = (dir.join("empty-cache"), dir.join("out"));
+    std::fs::create_dir_all(&cache).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args(["report", "--scale", "smoke", "--out", out.to_str().unwrap()])
+        .env("COLLAPSE_DATA", &cache)
+        .output()
+        .expect("run collapse");
+    assert_refused(&o, "report without mnist5k");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("collapse data fetch mnist5k"), "{stderr}");
+    assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -13,6 +13,7 @@ pub mod section;
 pub mod simulation;
 pub mod strategies;
 pub mod table;
+pub mod vae;
 
 pub use report::{Scale, run_report};
 

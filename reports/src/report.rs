@@ -143,6 +143,8 @@ const TABLE_QUANTITIES: [&str; 6] = [
 /// Runs every experiment of `scale` and writes the report under `out_dir`.
 pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSummary, ReportError> {
     let start = Instant::now();
+    // The VAE's digits first: a missing data set fails the report before minutes of work.
+    let vae_data = crate::vae::data(scale)?;
     let dir = out_dir.join("gaussian");
     create_dir(&dir)?;
     let experiments = gaussian_experiments(scale, seed)?;
@@ -189,13 +191,14 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         )],
     )?;
 
-    // The d-dimensional Gaussian, the schedules' phase diagram, the data strategies and the
-    // Gaussian mixtures.
+    // The d-dimensional Gaussian, the schedules' phase diagram, the data strategies, the
+    // Gaussian mixtures and the VAE on real digits.
     let sections: Vec<Section> = vec![
         crate::mvn::section(scale, out_dir, seed)?,
         crate::schedules::section(scale, out_dir, seed)?,
         crate::strategies::section(scale, out_dir, seed)?,
         crate::gmm::section(scale, out_dir, seed)?,
+        crate::vae::section(scale, &vae_data, out_dir, seed)?,
     ];
 
     let gaussian_worst = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);

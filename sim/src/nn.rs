@@ -1,8 +1,9 @@
 //! A small neural-network layer set shared by the learned models (the VAE and the language
-//! models): dense layers, ReLU and sigmoid, the VAE losses (Bernoulli cross-entropy on logits,
-//! the Gaussian KL divergence and the reparameterisation) and Adam. Forward and backward are
-//! written by hand; every backward is checked against finite differences of an independent
-//! `f64` reference (`nn/tests.rs`).
+//! models): dense layers, 2-D convolutions and transposed convolutions (NCHW images, im2col +
+//! GEMM), ReLU and sigmoid, the VAE losses (Bernoulli cross-entropy on logits, the Gaussian KL
+//! divergence and the reparameterisation) and Adam. Forward and backward are written by hand;
+//! every backward is checked against finite differences of an independent `f64` reference
+//! (`nn/tests.rs`, `nn/conv/tests.rs`).
 //!
 //! Conventions:
 //! - Tensors are `f32`, row-major `batch x features` slices; a weight matrix is
@@ -34,9 +35,13 @@ pub use activation::{
     Relu, Sigmoid, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
 };
 pub use adam::Adam;
+pub use conv::{Conv2d, ConvTranspose2d};
 pub use dense::{Dense, Init};
 pub use gemm::{MatRef, gemm};
-pub use loss::{bce_with_logits, gaussian_kl, reparameterise, reparameterise_backward_add};
+pub use loss::{
+    bce_with_logits, gaussian_kl, reparameterise, reparameterise_backward_add,
+    softmax_cross_entropy,
+};
 
 #[cfg(test)]
 mod tests;

@@ -526,7 +526,7 @@ pub struct Control<'a> {
     pub checkpoint_every: Duration,
     /// Set (by a signal handler) to stop at the next epoch boundary, after a checkpoint.
     pub stop: &'a AtomicBool,
-    pub progress: &'a mut dyn FnMut(Event),
+    pub progress: &'a mut (dyn FnMut(Event) + Send),
 }
 
 /// Errors of a run.
@@ -615,7 +615,7 @@ pub fn run_seed(
         partial: None,
     });
     let mut last_save = Instant::now();
-    let mut save = |state: &SeedState, control: &mut Control| -> Result<(), VaeError> {
+    let save = |state: &SeedState, control: &mut Control| -> Result<(), VaeError> {
         if let Some(path) = &ckpt_path {
             checkpoint::save(path, &identity, seed, state)?;
             (control.progress)(Event::Saved { seed });

@@ -148,7 +148,10 @@ fn runs_are_deterministic_for_any_thread_count() {
     };
     let one = without_time(in_pool(1));
     assert!(one == without_time(in_pool(2)), "1 and 2 threads differ");
-    assert!(one == without_time(in_pool(1)), "two runs on 1 thread differ");
+    assert!(
+        one == without_time(in_pool(1)),
+        "two runs on 1 thread differ"
+    );
     assert!(one.seeds[0] != one.seeds[1], "seeds are independent runs");
     assert_eq!(one.seeds.len(), 2);
     assert_eq!(one.seeds[0].generations.len(), 3);

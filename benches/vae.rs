@@ -1,0 +1,198 @@
+//! Benches of the VAE kernels and training step (`collapse_sim::nn`, `collapse_sim::vae`).
+//!
+//! `cargo bench --bench vae` prints criterion's estimates of
+//! - GEMM at the layer shapes, as floating-point operations per second (criterion's
+//!   "elem/s" are flop/s): the MLP's first layer forward (128 x 784 times 784 x 400) and its
+//!   weight gradient (400 x 128 times 128 x 784), and the paper network's second convolution as
+//!   im2col + GEMM (128 x 1024 times 1024 x 12544, batch 256);
+//! - training examples per second ("elem/s") of one Adam step of the MLP VAE 784-400-20 at
+//!   batch 128 and of the paper's convolutional VAE at batch 256, each on 1 and 2 threads.
+//!
+//! Then, when `python3 -c "import jax"` succeeds, it times the same MLP and paper training
+//! steps here and in `benches/peers/vae_jax.py` (plain JAX, jit-compiled, the same Adam), on
+//! one thread each, in alternating rounds, and prints examples/s of both and the ratio. Without
+//! JAX (`pip install "jax[cpu]"`) it says so and skips the comparison.
+
+use collapse_sim::nn::{Adam, MatRef, gemm};
+use collapse_sim::rng::{ChainRng, stream};
+use collapse_sim::vae::{Arch, LATENT, Vae};
+use criterion::{Criterion, Throughput};
+use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
+
+fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChainRng::for_chain(seed, stream::TEST, 0);
+    (0..n).map(|_| rng.next_f64() as f32).collect()
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+}
+
+/// A model, its optimiser and a batch of images in [0, 1].
+struct Trainer {
+    model: Vae,
+    adam: Adam,
+    x: Vec<f32>,
+    batch: usize,
+    rng: ChainRng,
+}
+
+impl Trainer {
+    fn new(arch: Arch, batch: usize) -> Trainer {
+        let mut rng = ChainRng::for_chain(1, stream::TEST, 1);
+        Trainer {
+            model: Vae::new(arch, 28, 28, LATENT, &mut rng).expect("a model"),
+            adam: Adam::new(1e-3, 1e-5).expect("valid settings"),
+            x: uniform(batch * 784, 2),
+            batch,
+            rng,
+        }
+    }
+
+    fn step(&mut self) -> f64 {
+        self.model
+            .train_step(&self.x, self.batch, &mut self.rng, &mut self.adam)
+            .expect("a step")
+    }
+}
+
+fn gemm_bench(c: &mut Criterion, name: &str, m: usize, k: usize, n: usize) {
+    let a = uniform(m * k, 3);
+    let b = uniform(k * n, 4);
+    let mut out = vec![0.0; m * n];
+    let mut group = c.benchmark_group("vae/gemm");
+    group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    for threads in [1, 2] {
+        let p = pool(threads);
+        group.bench_function(format!("{name}_{m}x{k}x{n}_{threads}_thread"), |bench| {
+            p.install(|| {
+                bench.iter(|| {
+                    gemm(
+                        MatRef::row_major(&a, m, k),
+                        MatRef::row_major(&b, k, n),
+                        0.0,
+                        &mut out,
+                        n,
+                    );
+                    black_box(out[0])
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    gemm_bench(c, "mlp_fc1_forward", 128, 784, 400);
+    gemm_bench(c, "mlp_fc1_weight_grad", 400, 128, 784);
+    gemm_bench(c, "paper_conv2_forward", 128, 1024, 256 * 49);
+    for (arch, batch, samples) in [(Arch::Mlp, 128, 50), (Arch::Paper, 256, 10)] {
+        let mut group = c.benchmark_group("vae/train_step");
+        group.throughput(Throughput::Elements(batch as u64));
+        group.sample_size(samples);
+        for threads in [1, 2] {
+            let p = pool(threads);
+            let mut t = Trainer::new(arch, batch);
+            group.bench_function(
+                format!("{}_batch_{batch}_{threads}_thread", arch.name()),
+                |bench| p.install(|| bench.iter(|| black_box(t.step()))),
+            );
+        }
+        group.finish();
+    }
+}
+
+fn jax_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import jax"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The peer's best examples/s for `model` on one thread.
+fn peer(model: &str) -> Option<f64> {
+    let out = Command::new("python3")
+        .arg("benches/peers/vae_jax.py")
+        .args(["--model", model, "--threads", "1"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "vae_jax.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    v["examples_per_second_best"].as_f64()
+}
+
+/// Our best examples/s over a few timed spans of steps on one thread.
+fn ours(arch: Arch, batch: usize, seconds: f64) -> f64 {
+    let p = pool(1);
+    p.install(|| {
+        let mut t = Trainer::new(arch, batch);
+        for _ in 0..3 {
+            t.step();
+        }
+        let mut best: f64 = 0.0;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let mut steps = 0;
+            while start.elapsed().as_secs_f64() < seconds / 3.0 {
+                black_box(t.step());
+                steps += 1;
+            }
+            best = best.max((steps * batch) as f64 / start.elapsed().as_secs_f64());
+        }
+        best
+    })
+}
+
+/// Rounds of the peer comparison, alternating sides so that a slow spell hits both.
+const ROUNDS: usize = 2;
+
+fn compare(smoke: bool) {
+    if smoke {
+        return;
+    }
+    if !jax_available() {
+        println!("vae peer: JAX is not installed (pip install \"jax[cpu]\"): skipped");
+        return;
+    }
+    for (arch, batch) in [(Arch::Mlp, 128), (Arch::Paper, 256)] {
+        for round in 1..=ROUNDS {
+            let ours = ours(arch, batch, 6.0);
+            let Some(theirs) = peer(arch.name()) else {
+                return;
+            };
+            println!(
+                "vae {} batch {batch}, one thread, round {round}: ours {ours:.0} examples/s, JAX {theirs:.0} examples/s: {:.2}x",
+                arch.name(),
+                ours / theirs
+            );
+        }
+    }
+}
+
+fn main() {
+    // Plots off: criterion's plotters backend needs system fonts, which this toolkit does not assume.
+    let mut criterion = Criterion::default().without_plots().configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+    // Under `cargo test --all-targets` (no --bench) criterion runs each bench once: a smoke run.
+    // A filtered run (`cargo bench --bench vae -- NAME`) skips the peer comparison.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filtered = args.iter().any(|a| !a.starts_with('-'));
+    compare(!args.iter().any(|a| a == "--bench") || filtered);
+}
