@@ -168,7 +168,7 @@ fn quick_run_json_files_interrupt_and_resume() {
     let mut args2 = QUICK.to_vec();
     args2.extend(["--json", "--out", d2, "--epochs", "6"]);
     let ckpt = dir2.join("checkpoints").join("seed-0.ckpt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_collapse"))
+    let child = Command::new(env!("CARGO_BIN_EXE_collapse"))
         .args(["simulate", "vae"])
         .args(&args2)
         .stdout(Stdio::null())

@@ -34,7 +34,7 @@ mod simd;
 pub use activation::{
     Relu, Sigmoid, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
 };
-pub use adam::Adam;
+pub use adam::{Adam, Moments};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use dense::{Dense, Init};
 pub use gemm::{MatRef, gemm};

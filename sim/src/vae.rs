@@ -664,10 +664,10 @@ pub fn run_seed(
             _ => Some(restore(&state.models[g - 1])?),
         };
         sets.resize(g, None);
-        for s in 0..g {
-            if needs_set(spec, g, s) && sets[s].is_none() {
+        for (s, set) in sets.iter_mut().enumerate() {
+            if needs_set(spec, g, s) && set.is_none() {
                 let mut m = restore(&state.models[s])?;
-                sets[s] = Some(decode_fresh(
+                *set = Some(decode_fresh(
                     &mut m,
                     n,
                     &mut rng_for(seed, Purpose::FixedSet, s, 0),

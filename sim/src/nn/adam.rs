@@ -4,6 +4,9 @@ use super::simd::{PIECE, vectorised};
 use crate::SimError;
 use rayon::prelude::*;
 
+/// The first and second moments of one parameter slice.
+pub type Moments = (Vec<f32>, Vec<f32>);
+
 /// Adam. At step t (from 1), for each parameter p with gradient g:
 ///
 /// - weight decay: `decoupled == false` (PyTorch's `Adam(weight_decay=wd)`, which the paper
@@ -107,13 +110,13 @@ impl Adam {
 
     /// The state a checkpoint needs: the step count and the first and second moments of each
     /// parameter slice (empty before the first step).
-    pub fn state(&self) -> (u64, &[(Vec<f32>, Vec<f32>)]) {
+    pub fn state(&self) -> (u64, &[Moments]) {
         (self.t, &self.moments)
     }
 
     /// Restores a `state()` (the hyper-parameters are the caller's); `step` checks the
     /// moments' sizes against the parameters.
-    pub fn restore(&mut self, steps: u64, moments: Vec<(Vec<f32>, Vec<f32>)>) {
+    pub fn restore(&mut self, steps: u64, moments: Vec<Moments>) {
         self.t = steps;
         self.moments = moments;
     }

@@ -14,9 +14,9 @@ pub enum Arch {
     /// Encoder Linear(P, 400) + ReLU, heads Linear(400, 20); decoder Linear(20, 400) + ReLU,
     /// Linear(400, P) (P pixels).
     Mlp,
-    /// The paper's: encoder Conv(1→64, 4x4, stride 2, pad 1) + ReLU, Conv(64→128, 4x4, s2, p1)
-    /// + ReLU, heads Linear(128 (H/4)(W/4), 20); decoder Linear(20, 128 (H/4)(W/4)) + ReLU,
-    /// ConvTranspose(128→64, 4x4, s2, p1) + ReLU, ConvTranspose(64→1, 4x4, s2, p1).
+    /// The paper's: encoder Conv(1→64, 4x4, stride 2, pad 1) and ReLU, Conv(64→128, 4x4, s2,
+    /// p1) and ReLU, heads Linear(128 (H/4)(W/4), 20); decoder Linear(20, 128 (H/4)(W/4)) and
+    /// ReLU, ConvTranspose(128→64, 4x4, s2, p1) and ReLU, ConvTranspose(64→1, 4x4, s2, p1).
     Paper,
 }
 
@@ -45,6 +45,8 @@ pub const MLP_HIDDEN: usize = 400;
 /// Channels of the paper's two convolutions.
 const CONV_CHANNELS: [usize; 2] = [64, 128];
 
+// One model holds one encoder and one decoder: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Encoder {
     Mlp {
@@ -103,6 +105,7 @@ impl Encoder {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Decoder {
     Mlp {
@@ -228,7 +231,7 @@ impl Vae {
                 MLP_HIDDEN,
             ),
             Arch::Paper => {
-                if rows % 4 != 0 || cols % 4 != 0 {
+                if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) {
                     return Err(SimError::Invalid {
                         what: "vae",
                         why: format!(

@@ -17,7 +17,7 @@ fn synthetic_digits(count: usize) -> Digits {
         let at = (c % 4) * 2;
         for r in 0..side {
             for col in 0..side {
-                let horizontal = (c < 4 || c >= 8) && (r == at || r == at + 1);
+                let horizontal = !(4..8).contains(&c) && (r == at || r == at + 1);
                 let vertical = c >= 4 && (col == at || col == at + 1);
                 let base = if horizontal || vertical { 245.0 } else { 5.0 };
                 let v = base + 10.0 * (rng.next_f64() - 0.5);

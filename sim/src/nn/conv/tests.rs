@@ -483,7 +483,8 @@ fn constructors_reject_bad_input() {
     assert!(conv(1, 1, 5, 1, 1, 2, 4).is_err()); // padded 4 x 6: the height fails
     assert!(conv(1, 1, 5, 1, 1, 4, 2).is_err());
     assert!(conv(1, 1, 5, 1, 1, 3, 3).is_ok()); // padded 5 x 5: one output
-    assert!(conv(1, 1, 1, 1, usize::MAX / 2, 3, 3).is_err());
+    let e = message(conv(1, 1, 1, 1, usize::MAX / 2, 3, 3).unwrap_err());
+    assert!(e.contains("padding") && e.contains("too large"), "{e}");
     assert!(conv(1, 1, 1, 1, 0, usize::MAX, 3).is_err());
     assert!(conv(1 << 15, 1 << 15, 1, 1, 0, 1, 1).is_err());
     assert!(message(conv(1, 1, 1, 1, 0, 1 << 15, 1 << 15).unwrap_err()).contains("too large"));
@@ -521,7 +522,7 @@ fn constructors_reject_bad_input() {
 
 // ---- determinism ----
 
-/// Conv(16->32, 4, s2, p1) 30 -> 15 then ConvT(32->16, 4, s2, p1) 15 -> 30 on a batch of 40:
+/// Conv(16->32, 4, s2, p1) 30 -> 15 then ConvT(32->16, 4, s2, p1) 15 -> 30 on a batch of 42:
 /// several chunks (the last one partial), GEMM pieces and rayon tasks. Returns the outputs,
 /// the input gradients and the parameter gradients accumulated over two passes.
 fn conv_chain(threads: usize) -> Vec<Vec<f32>> {
@@ -531,7 +532,7 @@ fn conv_chain(threads: usize) -> Vec<Vec<f32>> {
         .unwrap();
     pool.install(|| {
         let mut r = rng(9);
-        let batch = 40;
+        let batch = 42;
         let mut conv = Conv2d::new(16, 32, 4, 2, 1, 30, 30, Init::PyTorch, &mut r).unwrap();
         let mut conv_t =
             ConvTranspose2d::new(32, 16, 4, 2, 1, 0, 15, 15, Init::PyTorch, &mut r).unwrap();
@@ -570,7 +571,7 @@ fn convolutions_are_bit_identical_for_any_thread_count() {
 #[test]
 #[ignore]
 fn tmp_timing() {
-    for threads in [1] {
+    for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -578,7 +579,7 @@ fn tmp_timing() {
         pool.install(|| {
             let mut r = rng(1);
             let batch = 256;
-            for chunk in [0usize, 3, 5, 10, 20] {
+            for chunk in [0usize] {
                 let mut c2 = Conv2d::new(64, 128, 4, 2, 1, 14, 14, Init::PyTorch, &mut r).unwrap();
                 let mut t1 = ConvTranspose2d::new(128, 64, 4, 2, 1, 0, 7, 7, Init::PyTorch, &mut r).unwrap();
                 let mut c1 = Conv2d::new(1, 64, 4, 2, 1, 28, 28, Init::PyTorch, &mut r).unwrap();
