@@ -49,7 +49,7 @@ impl<'a> MatRef<'a> {
 /// Rows or columns of C per parallel piece. Pieces cut the larger of C's two dimensions, so
 /// that the operand re-packed by every piece is the smaller one; the cut depends only on the
 /// shapes, so each element of C is computed by the same `sgemm` call for any thread count.
-const GEMM_PIECE: usize = 128;
+const GEMM_PIECE: usize = 256;
 
 struct SendPtr(*mut f32);
 // SAFETY: pieces write disjoint parts of C through the pointer.

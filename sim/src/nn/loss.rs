@@ -14,28 +14,27 @@ fn sum_lanes(acc: [f64; LANES]) -> f64 {
     acc.iter().sum()
 }
 
+/// Elements per block of the loss kernels: each block's terms go to a small buffer in one
+/// simple loop (which the compiler vectorises), then into the lane accumulators.
+const BLOCK: usize = 64;
+
 vectorised! {
     fn bce_piece(z: &[f32], t: &[f32], scale: f32, dz: &mut [f32]) -> f64 {
-        #[inline(always)]
-        fn one(z: f32, t: f32, scale: f32, dz: &mut f32) -> f32 {
-            let (s, e) = sigmoid_and_exp_neg_abs(z);
-            *dz = scale * (s - t);
-            let relu = if z > 0.0 { z } else { 0.0 };
-            relu - z * t + ln_1p(e)
-        }
         let mut acc = [0.0f64; LANES];
-        let whole = z.len() - z.len() % LANES;
-        for ((z, t), dz) in z[..whole]
-            .chunks_exact(LANES)
-            .zip(t[..whole].chunks_exact(LANES))
-            .zip(dz[..whole].chunks_exact_mut(LANES))
-        {
-            for l in 0..LANES {
-                acc[l] += f64::from(one(z[l], t[l], scale, &mut dz[l]));
+        let mut terms = [0.0f32; BLOCK];
+        for ((z, t), dz) in z.chunks(BLOCK).zip(t.chunks(BLOCK)).zip(dz.chunks_mut(BLOCK)) {
+            let n = z.len();
+            for (((&z, &t), dz), term) in z.iter().zip(t).zip(dz.iter_mut()).zip(&mut terms[..n]) {
+                let (s, e) = sigmoid_and_exp_neg_abs(z);
+                *dz = scale * (s - t);
+                let relu = if z > 0.0 { z } else { 0.0 };
+                *term = relu - z * t + ln_1p(e);
             }
-        }
-        for (l, i) in (whole..z.len()).enumerate() {
-            acc[l] += f64::from(one(z[i], t[i], scale, &mut dz[i]));
+            // Element i of the piece always goes to lane i % LANES (BLOCK is a multiple of
+            // LANES): a fixed order.
+            for (i, &v) in terms[..n].iter().enumerate() {
+                acc[i % LANES] += f64::from(v);
+            }
         }
         sum_lanes(acc)
     }
