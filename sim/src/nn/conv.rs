@@ -637,8 +637,7 @@ impl ConvTranspose2d {
                 what: WHAT,
                 why: format!(
                     "output size (in - 1) x {stride} - 2 x {padding} + {kernel} + \
-                     {output_padding} is not positive (or too large) for input \
-                     {in_height} x {in_width}"
+                     {output_padding} is not positive for input {in_height} x {in_width}"
                 ),
             });
         };
