@@ -1,7 +1,7 @@
 # The two commands of a fresh machine: `make report` (the main job) and `make test`.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps data report test bench
+.PHONY: deps data peers report test bench
 
 # GMP (built from source by rug's gmp-mpfr-sys) needs m4, which a fresh Debian lacks.
 # The real digits are fetched through pip.
@@ -25,6 +25,11 @@ report: deps
 test: deps data
 	PROPTEST_CASES=$${PROPTEST_CASES:-64} cargo test --release --workspace
 
-# Criterion benches (with the numpy peer) and the report regenerated at the default scale.
-bench: deps
+# The peers the benches compare against (numpy, scikit-learn, JAX on CPU); a bench whose peer
+# is missing says so and skips the comparison.
+peers: deps
+	python3 -m pip install -q numpy scikit-learn "jax[cpu]" || echo "peers not installed: the benches skip their comparisons"
+
+# Criterion benches (with the peers) and the report regenerated at the default scale.
+bench: deps peers
 	cargo bench --workspace

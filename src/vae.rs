@@ -129,17 +129,16 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     crate::pieces::catch_signals()?;
     let verbose = std::io::stderr().is_terminal();
     let start = Instant::now();
+    // Epochs on a terminal (one line, rewritten); finished generations always (batch jobs'
+    // logs show how far a run got).
     let mut progress = |e: Event| {
-        if !verbose {
-            return;
-        }
         match e {
             Event::Epoch {
                 seed,
                 generation,
                 epoch,
                 loss,
-            } => eprint!(
+            } if verbose => eprint!(
                 "\r[{:>7.1} s] seed {seed} generation {generation} epoch {}: loss {loss:.2} nats/image   ",
                 start.elapsed().as_secs_f64(),
                 epoch + 1
@@ -149,11 +148,19 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
                 generation,
                 latent_std,
                 heldout_neg_elbo,
-            } => eprintln!(
-                "\r[{:>7.1} s] seed {seed} generation {generation}: latent std {latent_std:.3}, held-out -ELBO {heldout_neg_elbo:.2}          ",
-                start.elapsed().as_secs_f64()
-            ),
-            Event::Saved { .. } => {}
+            } => {
+                let line = format!(
+                    "[{:>7.1} s] seed {seed} generation {generation}: latent std {latent_std:.3}, held-out -ELBO {heldout_neg_elbo:.2}",
+                    start.elapsed().as_secs_f64()
+                );
+                if verbose {
+                    // Over the epoch line.
+                    eprintln!("\r{line:<100}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            Event::Epoch { .. } | Event::Saved { .. } => {}
         }
     };
     let mut control = Control {
