@@ -14,7 +14,7 @@
 //! each rayon task handles depend only on the shapes, so results do not depend on the number
 //! of threads.
 
-use super::dense::Init;
+use super::dense::{Init, initialise};
 use super::gemm::{MatRef, gemm};
 use crate::SimError;
 use crate::rng::ChainRng;
@@ -233,31 +233,6 @@ fn bounded(factors: &[usize]) -> Option<usize> {
         .iter()
         .try_fold(1usize, |acc, &f| acc.checked_mul(f))
         .filter(|&n| n <= MAX_ELEMENTS)
-}
-
-/// Weights (`len`, in row-major order) then biases drawn by `init` for the given fans.
-fn initialise(
-    len: usize,
-    outputs: usize,
-    fan_in: usize,
-    fan_out: usize,
-    init: Init,
-    rng: &mut ChainRng,
-) -> (Vec<f32>, Vec<f32>) {
-    let (fan_in, fan_out) = (fan_in as f64, fan_out as f64);
-    let (w_bound, b_bound) = match init {
-        Init::PyTorch => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
-        Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
-        Init::GlorotUniform => ((6.0 / (fan_in + fan_out)).sqrt(), 0.0),
-    };
-    let mut uniform = |bound: f64| ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
-    let weight = (0..len).map(|_| uniform(w_bound)).collect();
-    let bias = if b_bound > 0.0 {
-        (0..outputs).map(|_| uniform(b_bound)).collect()
-    } else {
-        vec![0.0; outputs]
-    };
-    (weight, bias)
 }
 
 /// The arguments shared by both constructors, checked.

@@ -17,6 +17,31 @@ pub enum Init {
     GlorotUniform,
 }
 
+/// Weights (`len`, in row-major order) then biases drawn by `init` for the given fans.
+pub(super) fn initialise(
+    len: usize,
+    outputs: usize,
+    fan_in: usize,
+    fan_out: usize,
+    init: Init,
+    rng: &mut ChainRng,
+) -> (Vec<f32>, Vec<f32>) {
+    let (fan_in, fan_out) = (fan_in as f64, fan_out as f64);
+    let (w_bound, b_bound) = match init {
+        Init::PyTorch => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
+        Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
+        Init::GlorotUniform => ((6.0 / (fan_in + fan_out)).sqrt(), 0.0),
+    };
+    let mut uniform = |bound: f64| ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
+    let weight = (0..len).map(|_| uniform(w_bound)).collect();
+    let bias = if b_bound > 0.0 {
+        (0..outputs).map(|_| uniform(b_bound)).collect()
+    } else {
+        vec![0.0; outputs]
+    };
+    (weight, bias)
+}
+
 /// Largest weight matrix accepted (elements).
 const MAX_WEIGHTS: usize = 1 << 28;
 
@@ -55,19 +80,7 @@ impl Dense {
                 ),
             });
         }
-        let (fan_in, fan_out) = (inputs as f64, outputs as f64);
-        let (w_bound, b_bound) = match init {
-            Init::PyTorch => (1.0 / fan_in.sqrt(), 1.0 / fan_in.sqrt()),
-            Init::KaimingUniform => ((6.0 / fan_in).sqrt(), 0.0),
-            Init::GlorotUniform => ((6.0 / (fan_in + fan_out)).sqrt(), 0.0),
-        };
-        let mut uniform = |bound: f64| ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
-        let weight: Vec<f32> = (0..inputs * outputs).map(|_| uniform(w_bound)).collect();
-        let bias: Vec<f32> = if b_bound > 0.0 {
-            (0..outputs).map(|_| uniform(b_bound)).collect()
-        } else {
-            vec![0.0; outputs]
-        };
+        let (weight, bias) = initialise(inputs * outputs, outputs, inputs, outputs, init, rng);
         Ok(Dense {
             inputs,
             outputs,

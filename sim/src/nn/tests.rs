@@ -12,28 +12,28 @@ use super::*;
 use crate::rng::{ChainRng, stream};
 use proptest::prelude::*;
 
-const GRAD_TOL: f64 = 5e-6;
+pub(super) const GRAD_TOL: f64 = 5e-6;
 
-fn rng(seed: u64) -> ChainRng {
+pub(super) fn rng(seed: u64) -> ChainRng {
     ChainRng::for_chain(seed, stream::TEST, 0)
 }
 
-fn uniform(rng: &mut ChainRng, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+pub(super) fn uniform(rng: &mut ChainRng, n: usize, lo: f64, hi: f64) -> Vec<f32> {
     (0..n)
         .map(|_| (lo + (hi - lo) * rng.next_f64()) as f32)
         .collect()
 }
 
-fn wide(x: &[f32]) -> Vec<f64> {
+pub(super) fn wide(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| f64::from(v)).collect()
 }
 
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The central-difference gradient of `f` at `x`.
-fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+pub(super) fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
     let mut x = x.to_vec();
     (0..x.len())
         .map(|i| {
@@ -49,7 +49,7 @@ fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn check_grad(what: &str, analytic: &[f32], fd: &[f64]) -> Result<(), TestCaseError> {
+pub(super) fn check_grad(what: &str, analytic: &[f32], fd: &[f64]) -> Result<(), TestCaseError> {
     prop_assert_eq!(analytic.len(), fd.len());
     for (i, (&g, &d)) in analytic.iter().zip(fd).enumerate() {
         let err = (f64::from(g) - d).abs();
@@ -61,7 +61,12 @@ fn check_grad(what: &str, analytic: &[f32], fd: &[f64]) -> Result<(), TestCaseEr
     Ok(())
 }
 
-fn check_value(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
+pub(super) fn check_value(
+    what: &str,
+    got: &[f32],
+    want: &[f64],
+    tol: f64,
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         prop_assert!(

@@ -6,68 +6,8 @@
 //! step h = 1e-6 (1 + |x|).
 
 use super::*;
-use crate::rng::stream;
+use crate::nn::tests::{check_grad, check_value, dot, fd_grad, rng, uniform, wide};
 use proptest::prelude::*;
-
-const GRAD_TOL: f64 = 5e-6;
-
-fn rng(seed: u64) -> ChainRng {
-    ChainRng::for_chain(seed, stream::TEST, 0)
-}
-
-fn uniform(rng: &mut ChainRng, n: usize, lo: f64, hi: f64) -> Vec<f32> {
-    (0..n)
-        .map(|_| (lo + (hi - lo) * rng.next_f64()) as f32)
-        .collect()
-}
-
-fn wide(x: &[f32]) -> Vec<f64> {
-    x.iter().map(|&v| f64::from(v)).collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// The central-difference gradient of `f` at `x`.
-fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
-    let mut x = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let x0 = x[i];
-            let h = 1e-6 * (1.0 + x0.abs());
-            x[i] = x0 + h;
-            let up = f(&x);
-            x[i] = x0 - h;
-            let down = f(&x);
-            x[i] = x0;
-            (up - down) / (2.0 * h)
-        })
-        .collect()
-}
-
-fn check_grad(what: &str, analytic: &[f32], fd: &[f64]) -> Result<(), TestCaseError> {
-    prop_assert_eq!(analytic.len(), fd.len());
-    for (i, (&g, &d)) in analytic.iter().zip(fd).enumerate() {
-        let err = (f64::from(g) - d).abs();
-        prop_assert!(
-            err <= GRAD_TOL * (1.0 + d.abs()),
-            "{what}[{i}]: analytic {g}, finite difference {d}, error {err:e}"
-        );
-    }
-    Ok(())
-}
-
-fn check_value(what: &str, got: &[f32], want: &[f64], tol: f64) -> Result<(), TestCaseError> {
-    prop_assert_eq!(got.len(), want.len());
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        prop_assert!(
-            (f64::from(g) - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs reference {w}"
-        );
-    }
-    Ok(())
-}
 
 // ---- f64 references: direct sums over the definitions ----
 
