@@ -126,7 +126,7 @@ pub(crate) fn interrupted_exit_code(e: &anyhow::Error) -> Option<i32> {
 }
 
 /// `I/N` with N >= 1, I < N and at least one chain per shard.
-fn parse_shard(text: &str, chains: u64) -> Result<(u64, u64)> {
+pub(crate) fn parse_shard(text: &str, count: u64, unit: &str) -> Result<(u64, u64)> {
     let parsed = text
         .split_once('/')
         .and_then(|(i, n)| Some((i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)));
@@ -136,8 +136,8 @@ fn parse_shard(text: &str, chains: u64) -> Result<(u64, u64)> {
     if n == 0 || i >= n {
         bail!("invalid --shard: {i}/{n} (needs 0 <= I < N)");
     }
-    if n > chains {
-        bail!("invalid --shard: {n} shards of {chains} chains (each shard needs a chain)");
+    if n > count {
+        bail!("invalid --shard: {n} shards of {count} {unit}s (each shard needs one)");
     }
     Ok((i, n))
 }
@@ -192,7 +192,7 @@ pub(crate) fn check_run_args(
         );
     }
     let shard = match &args.shard {
-        Some(text) => Some(parse_shard(text, chains)?),
+        Some(text) => Some(parse_shard(text, chains, "chain")?),
         None => None,
     };
     if shard.is_some() && args.out.is_none() {

@@ -69,6 +69,11 @@ pub(crate) struct VaeArgs {
     /// the end of a generation).
     #[arg(long, default_value_t = 60.0)]
     checkpoint_every: f64,
+    /// Run only shard I of N of the seeds (seed indices [I S/N, (I+1) S/N)), leaving their
+    /// checkpoints in --out; the same command without --shard and with --resume then
+    /// assembles the results (one job per shard, e.g. a Slurm array, then one that assembles).
+    #[arg(long)]
+    shard: Option<String>,
 }
 
 impl VaeArgs {
@@ -117,6 +122,17 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
             out.display()
         );
     }
+    let shard = match &args.shard {
+        Some(text) => {
+            if args.out.is_none() {
+                bail!("invalid --shard: a shard's seeds are kept in --out DIR, which is missing");
+            }
+            let (i, n) = crate::pieces::parse_shard(text, spec.seeds as u64, "seed")?;
+            let range = collapse_sim::shard::ChainRange::shard(i, n, spec.seeds as u64);
+            Some(range.start as usize..range.end as usize)
+        }
+        None => None,
+    };
     let digits = data::load(&args.data)?;
     let mut split = DataSplit::new(&args.data, digits)?;
     if let Some(n) = args.images {
@@ -170,9 +186,37 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
         stop: &crate::pieces::STOP,
         progress: &mut progress,
     };
-    let run = pool.install(|| collapse_sim::vae::simulate(&spec, &split, &mut control));
+    let run = match shard.clone() {
+        Some(seeds) => pool
+            .install(|| collapse_sim::vae::simulate_seeds(&spec, &split, seeds, &mut control))
+            .map(Outcome::Shard),
+        None => pool
+            .install(|| collapse_sim::vae::simulate(&spec, &split, &mut control))
+            .map(Outcome::Whole),
+    };
     let run = match run {
-        Ok(r) => r,
+        Ok(Outcome::Whole(r)) => r,
+        Ok(Outcome::Shard(done)) => {
+            if args.json {
+                let seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
+                outln!(
+                    "{}",
+                    json!({"process": "vae", "shard": args.shard, "seeds_done": seeds})
+                );
+                return Ok(());
+            }
+            let seeds: Vec<String> = done.iter().map(|r| r.seed.to_string()).collect();
+            outln!(
+                "shard {}: seeds {} done, checkpoints in {}; assemble with the same command without --shard, with --resume",
+                args.shard.as_deref().unwrap_or_default(),
+                seeds.join(", "),
+                args.out
+                    .as_ref()
+                    .map(|d| d.join("checkpoints").display().to_string())
+                    .unwrap_or_default()
+            );
+            return Ok(());
+        }
         Err(VaeError::Interrupted) => {
             let kept = match &args.out {
                 Some(d) => format!(
@@ -195,6 +239,12 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
         print_table(&run)?;
     }
     Ok(())
+}
+
+/// A whole run, or the seeds of one shard.
+enum Outcome {
+    Whole(VaeRun),
+    Shard(Vec<collapse_sim::vae::SeedRun>),
 }
 
 fn stat(m: collapse_sim::vae::MeanError) -> Value {

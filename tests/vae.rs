@@ -162,6 +162,34 @@ fn quick_run_json_files_interrupt_and_resume() {
         "a finished run resumed is the same run"
     );
 
+    // Seeds in shards (one job each), then the full command with --resume assembles them: the
+    // same rows as the single run.
+    let sharded = temp_dir("sharded");
+    let ds = sharded.to_str().unwrap();
+    let mut shard_args = QUICK.to_vec();
+    shard_args.extend(["--json", "--epochs", "2", "--out", ds, "--resume"]);
+    for shard in ["1/2", "0/2"] {
+        let mut a = shard_args.clone();
+        a.extend(["--shard", shard]);
+        let done = json_of(&collapse(&a));
+        assert_eq!(done["seeds_done"].as_array().unwrap().len(), 1, "{done}");
+    }
+    assert!(
+        !sharded.join("vae.parquet").exists(),
+        "a shard writes only checkpoints"
+    );
+    let assembled = json_of(&collapse(&shard_args));
+    assert_eq!(
+        assembled["rows"], v["rows"],
+        "sharded seeds assemble to the single run"
+    );
+    refused(
+        &collapse(&["--seeds", "2", "--shard", "2/3", "--out", ds]),
+        "3 shards of 2 seeds",
+    );
+    refused(&collapse(&["--shard", "0/2"]), "--out");
+    std::fs::remove_dir_all(&sharded).unwrap();
+
     // SIGINT during a run: exit 130, a checkpoint saved; --resume then gives the same rows.
     let dir2 = temp_dir("interrupted");
     let d2 = dir2.to_str().unwrap();

@@ -556,10 +556,7 @@ pub fn simulate(
         LATENT,
         &mut rng_for(0, Purpose::Init, 0, 0),
     )?;
-    let mut seeds = Vec::with_capacity(spec.seeds);
-    for s in 0..spec.seeds {
-        seeds.push(run_seed(spec, data, spec.seed + s as u64, control)?);
-    }
+    let seeds = simulate_seeds(spec, data, 0..spec.seeds, control)?;
     Ok(VaeRun {
         spec: spec.clone(),
         data: data.name.clone(),
@@ -570,6 +567,27 @@ pub fn simulate(
         heldout_images: data.heldout.len(),
         seeds,
     })
+}
+
+/// Runs seeds `indices` (of 0..spec.seeds; seed index i is seed `spec.seed + i`) of `spec`: a
+/// shard of the seeds, whose checkpoints a later full run with `resume` picks up.
+pub fn simulate_seeds(
+    spec: &VaeSpec,
+    data: &DataSplit,
+    indices: std::ops::Range<usize>,
+    control: &mut Control,
+) -> Result<Vec<SeedRun>, VaeError> {
+    spec.validate()?;
+    if indices.end > spec.seeds {
+        return Err(SimError::Invalid {
+            what: "seeds",
+            why: format!("{indices:?} is not within the spec's {} seeds", spec.seeds),
+        }
+        .into());
+    }
+    indices
+        .map(|s| run_seed(spec, data, spec.seed + s as u64, control))
+        .collect()
 }
 
 /// The state of a seed's run between epochs (what a checkpoint holds).
