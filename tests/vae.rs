@@ -4,10 +4,9 @@
 //! that gives the uninterrupted result, and a training run that reaches a stated ELBO.
 
 use collapse_sim::data::{self, DataError};
-use collapse_sim::vae::{Arch, Control, DataSplit, Event, VaeSpec, simulate};
+use collapse_sim::vae::{Arch, DataSplit, VaeSpec, simulate_in_memory};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 fn collapse(args: &[&str]) -> Output {
@@ -240,16 +239,7 @@ fn quick_run_json_files_interrupt_and_resume() {
 }
 
 fn run(spec: &VaeSpec, data: &DataSplit) -> collapse_sim::vae::VaeRun {
-    let stop = AtomicBool::new(false);
-    let mut progress = |_: Event| {};
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    simulate(spec, data, &mut control).unwrap()
+    simulate_in_memory(spec, data).unwrap()
 }
 
 /// Generation 0 of the MLP VAE, 10 epochs (350 Adam steps) on mnist5k's 4,500 training

@@ -17,7 +17,7 @@ use polars::prelude::*;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The data set of the section.
 pub const DATA: &str = "mnist5k";
@@ -631,13 +631,7 @@ pub fn section(
             );
         }
     };
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
+    let mut control = Control::in_memory(&stop, &mut progress);
     let run = simulate(&spec, data, &mut control).map_err(vae_err)?;
     write_run(&run, &dir)?;
 

@@ -529,6 +529,29 @@ pub struct Control<'a> {
     pub progress: &'a mut (dyn FnMut(Event) + Send),
 }
 
+impl<'a> Control<'a> {
+    /// No checkpoints: a stop request ends the run with nothing saved.
+    pub fn in_memory(
+        stop: &'a AtomicBool,
+        progress: &'a mut (dyn FnMut(Event) + Send),
+    ) -> Control<'a> {
+        Control {
+            checkpoint_dir: None,
+            resume: false,
+            checkpoint_every: Duration::ZERO,
+            stop,
+            progress,
+        }
+    }
+}
+
+/// `simulate` without checkpoints, progress or a way to stop.
+pub fn simulate_in_memory(spec: &VaeSpec, data: &DataSplit) -> Result<VaeRun, VaeError> {
+    let stop = AtomicBool::new(false);
+    let mut progress = |_: Event| {};
+    simulate(spec, data, &mut Control::in_memory(&stop, &mut progress))
+}
+
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
 pub enum VaeError {

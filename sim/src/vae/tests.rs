@@ -42,16 +42,7 @@ fn run(spec: &VaeSpec, data: &DataSplit, control: &mut Control) -> Result<VaeRun
 }
 
 fn quiet_run(spec: &VaeSpec, data: &DataSplit) -> VaeRun {
-    let stop = AtomicBool::new(false);
-    let mut progress = |_: Event| {};
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    run(spec, data, &mut control).unwrap()
+    simulate_in_memory(spec, data).unwrap()
 }
 
 /// The run with its wall times zeroed (everything else is deterministic).
