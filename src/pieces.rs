@@ -137,7 +137,7 @@ pub(crate) fn parse_shard(text: &str, count: u64, unit: &str) -> Result<(u64, u6
         bail!("invalid --shard: {i}/{n} (needs 0 <= I < N)");
     }
     if n > count {
-        bail!("invalid --shard: {n} shards of {count} {unit}s (each shard needs one)");
+        bail!("invalid --shard: {n} shards of {count} {unit}s (each shard needs a {unit})");
     }
     Ok((i, n))
 }
