@@ -422,6 +422,30 @@ fn smoke_report_is_complete() {
     }
     assert_eq!(html.matches("href=\"data:image/png;base64,").count(), 3);
     assert!(md.contains("paper's recorded latent std") && md.contains("vae: 1 experiments"));
+    // The lm section: both regimes' tables and the figures.
+    let heading = "Language models on a real corpus";
+    assert!(html.contains(heading) && md.contains(heading));
+    for file in [
+        "replace/lm.parquet",
+        "replace/perplexities.parquet",
+        "mix/summary.parquet",
+        "mix/survival.parquet",
+        "mix/samples.csv",
+        "lm-test-perplexity.svg",
+        "lm-test-perplexity.png",
+        "lm-perplexity-histogram-0.svg",
+        "lm-perplexity-histogram-1.svg",
+        "lm-surviving-types.svg",
+        "lm-survival-by-rank.svg",
+    ] {
+        let path = dir.join("lm").join(file);
+        assert!(
+            std::fs::metadata(&path).is_ok_and(|m| m.len() > 0),
+            "{}",
+            path.display()
+        );
+    }
+    assert!(md.contains("lm: 2 experiments"), "{md}");
     // No temporary files left behind in any section.
     for section in [
         "gaussian",
@@ -431,6 +455,9 @@ fn smoke_report_is_complete() {
         "strategies",
         "vae",
         "vae/grids",
+        "lm",
+        "lm/replace",
+        "lm/mix",
     ] {
         assert!(
             !std::fs::read_dir(dir.join(section)).unwrap().any(|e| e
@@ -460,6 +487,20 @@ fn report_without_digits_names_the_fetch_command() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("collapse data fetch mnist5k"), "{stderr}");
     assert!(!out.exists());
+    // With the digits but not the corpus, it names the corpus's fetch command.
+    let digits = collapse_sim::data::path(&collapse_sim::data::cache_dir(), "mnist5k");
+    if digits.exists() {
+        std::fs::copy(&digits, cache.join("mnist5k.digits")).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_collapse"))
+            .args(["report", "--scale", "smoke", "--out", out.to_str().unwrap()])
+            .env("COLLAPSE_DATA", &cache)
+            .output()
+            .expect("run collapse");
+        assert_refused(&o, "report without brown");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains("collapse data fetch brown"), "{stderr}");
+        assert!(!out.exists());
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

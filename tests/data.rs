@@ -386,7 +386,10 @@ fn real_corpora_when_fetched() {
         // No tag survives in the Brown text: every '/' is inside a word such as 1/2.
         if name == "brown" {
             let text: String = (0..documents).map(|i| corpus.document(i)).collect();
-            assert!(!text.contains("/at ") && !text.contains("/nn "), "{name}: tags left");
+            assert!(
+                !text.contains("/at ") && !text.contains("/nn "),
+                "{name}: tags left"
+            );
             assert!(text.is_ascii());
         }
     }

@@ -800,6 +800,29 @@ fn draw_panels<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The mean curve of a metric with its band.
+pub fn band(label: &str, values: &[collapse_sim::stats::MeanError]) -> Curve {
+    Curve {
+        label: label.into(),
+        x: (0..values.len()).map(|g| g as f64).collect(),
+        y: values.iter().map(|m| m.mean).collect(),
+        kind: CurveKind::Empirical {
+            stderr: values.iter().map(|m| m.stderr).collect(),
+            feasible: vec![true; values.len()],
+        },
+    }
+}
+
+/// A horizontal reference line over the generations.
+pub fn level(label: String, value: f64, generations: usize) -> Curve {
+    Curve {
+        label,
+        x: vec![0.0, generations.saturating_sub(1) as f64],
+        y: vec![value; 2],
+        kind: CurveKind::Bound,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

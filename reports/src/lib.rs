@@ -5,6 +5,7 @@
 pub mod figure;
 pub mod gaussian;
 pub mod gmm;
+pub mod lm;
 pub mod markov;
 pub mod mvn;
 pub mod report;

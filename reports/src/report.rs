@@ -143,8 +143,10 @@ const TABLE_QUANTITIES: [&str; 6] = [
 /// Runs every experiment of `scale` and writes the report under `out_dir`.
 pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSummary, ReportError> {
     let start = Instant::now();
-    // The VAE's digits first: a missing data set fails the report before minutes of work.
+    // The VAE's digits and the corpus first: a missing data set fails the report before
+    // minutes of work.
     let vae_data = crate::vae::data(scale)?;
+    let lm_corpus = crate::lm::corpus()?;
     let dir = out_dir.join("gaussian");
     create_dir(&dir)?;
     let experiments = gaussian_experiments(scale, seed)?;
@@ -199,6 +201,7 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         crate::strategies::section(scale, out_dir, seed)?,
         crate::gmm::section(scale, out_dir, seed)?,
         crate::vae::section(scale, &vae_data, out_dir, seed)?,
+        crate::lm::section(scale, &lm_corpus, out_dir, seed)?,
     ];
 
     let gaussian_worst = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);

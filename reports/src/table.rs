@@ -288,6 +288,24 @@ pub fn write_atomic(
     result
 }
 
+/// `x` rounded to `digits` significant digits, as `fmt_sig` prints it.
+pub fn sig(x: f64, digits: i32) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return fmt_sig(x);
+    }
+    let scale = 10f64.powi(x.abs().log10().floor() as i32 - (digits - 1));
+    fmt_sig((x / scale).round() * scale)
+}
+
+/// "mean ± stderr" (4 and 2 significant digits), or the mean alone without a standard error.
+pub fn mean_se(m: collapse_sim::stats::MeanError) -> String {
+    if m.stderr.is_finite() {
+        format!("{} ± {}", sig(m.mean, 4), sig(m.stderr, 2))
+    } else {
+        sig(m.mean, 4)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,10 @@
 //! held-out -ELBO and class entropy over generations beside the paper's recorded run).
 
 use crate::ReportError;
-use crate::figure::{Curve, CurveKind, Figure};
+use crate::figure::{Curve, CurveKind, Figure, band, level};
 use crate::report::Scale;
 use crate::section::{Block, Section, TextTable, render_figures};
-use crate::table::{fmt_sig, io_err, sync_and_rename, temp_path, write_atomic};
+use crate::table::{fmt_sig, io_err, mean_se, sig, sync_and_rename, temp_path, write_atomic};
 use collapse_sim::data::Digits;
 use collapse_sim::vae::{
     Arch, Control, DataSplit, Event, GRID_IMAGES, GenerationMetrics, LATENT, MeanError, VaeError,
@@ -304,48 +304,9 @@ fn vae_err(e: VaeError) -> ReportError {
 }
 
 /// Rounded to `digits` significant digits.
-fn sig(x: f64, digits: i32) -> String {
-    if !x.is_finite() || x == 0.0 {
-        return fmt_sig(x);
-    }
-    let scale = 10f64.powi(x.abs().log10().floor() as i32 - (digits - 1));
-    fmt_sig((x / scale).round() * scale)
-}
-
-fn mean_se(m: MeanError) -> String {
-    if m.stderr.is_finite() {
-        format!("{} ± {}", sig(m.mean, 4), sig(m.stderr, 2))
-    } else {
-        sig(m.mean, 4)
-    }
-}
-
 /// "rose" or "fell" from `a` to `b`.
 fn moved(a: f64, b: f64) -> &'static str {
     if b > a { "rose" } else { "fell" }
-}
-
-/// The mean curve of a metric with its band.
-fn band(label: &str, values: &[MeanError]) -> Curve {
-    Curve {
-        label: label.into(),
-        x: (0..values.len()).map(|g| g as f64).collect(),
-        y: values.iter().map(|m| m.mean).collect(),
-        kind: CurveKind::Empirical {
-            stderr: values.iter().map(|m| m.stderr).collect(),
-            feasible: vec![true; values.len()],
-        },
-    }
-}
-
-/// A horizontal reference line over the generations.
-fn level(label: String, value: f64, generations: usize) -> Curve {
-    Curve {
-        label,
-        x: vec![0.0, generations.saturating_sub(1) as f64],
-        y: vec![value; 2],
-        kind: CurveKind::Bound,
-    }
 }
 
 fn figures(run: &VaeRun) -> Vec<(String, Figure)> {

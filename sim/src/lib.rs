@@ -11,6 +11,7 @@ pub mod gamma;
 pub mod gaussian;
 pub mod gmm;
 pub mod kernels;
+pub mod lm;
 pub mod markov;
 pub mod mvn;
 pub mod nn;

@@ -42,6 +42,7 @@ pub mod stream {
     pub const MVN: u32 = 3;
     pub const GMM: u32 = 4;
     pub const VAE: u32 = 5;
+    pub const LM: u32 = 6;
     pub const TEST: u32 = 0xFFFF_FFFF;
 }
 
@@ -161,6 +162,14 @@ pub fn subsample_rows_to_front(pool: &mut [f64], width: usize, m: usize, rng: &m
             let (head, tail) = pool.split_at_mut(k * width);
             head[j * width..(j + 1) * width].swap_with_slice(&mut tail[..width]);
         }
+    }
+}
+
+/// Fisher–Yates shuffle.
+pub fn shuffle<T>(items: &mut [T], rng: &mut ChainRng) {
+    for i in (1..items.len()).rev() {
+        let j = below(rng, i as u64 + 1) as usize;
+        items.swap(i, j);
     }
 }
 

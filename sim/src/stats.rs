@@ -688,3 +688,26 @@ mod tests {
         }
     }
 }
+
+/// Mean and standard error (sample standard deviation / sqrt(count); NaN for one value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanError {
+    pub mean: f64,
+    pub stderr: f64,
+}
+
+impl MeanError {
+    pub fn of(values: &[f64]) -> MeanError {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        MeanError {
+            mean,
+            stderr: if values.len() > 1 {
+                (var / n).sqrt()
+            } else {
+                f64::NAN
+            },
+        }
+    }
+}

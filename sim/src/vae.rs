@@ -41,7 +41,7 @@ use crate::SimError;
 use crate::data::Digits;
 use crate::nn::Adam;
 use crate::normal::StandardNormal;
-use crate::rng::{ChainRng, below, stream};
+use crate::rng::{ChainRng, shuffle, stream};
 use collapse_analysis::strategy::{Strategy, round_fraction};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -306,28 +306,7 @@ pub struct VaeRun {
     pub seeds: Vec<SeedRun>,
 }
 
-/// Mean and standard error (sample standard deviation / sqrt(count); NaN for one value).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MeanError {
-    pub mean: f64,
-    pub stderr: f64,
-}
-
-impl MeanError {
-    pub fn of(values: &[f64]) -> MeanError {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        MeanError {
-            mean,
-            stderr: if values.len() > 1 {
-                (var / n).sqrt()
-            } else {
-                f64::NAN
-            },
-        }
-    }
-}
+pub use crate::stats::MeanError;
 
 /// A generation's metrics over seeds.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,14 +357,6 @@ enum Purpose {
 fn rng_for(seed: u64, purpose: Purpose, generation: usize, epoch: usize) -> ChainRng {
     let chain = ((purpose as u64) << 56) | ((generation as u64) << 32) | epoch as u64;
     ChainRng::for_chain(seed, stream::VAE, chain)
-}
-
-/// Fisher–Yates shuffle.
-pub(crate) fn shuffle<T>(items: &mut [T], rng: &mut ChainRng) {
-    for i in (1..items.len()).rev() {
-        let j = below(rng, i as u64 + 1) as usize;
-        items.swap(i, j);
-    }
 }
 
 fn normal_codes(count: usize, latent: usize, rng: &mut ChainRng) -> Vec<f32> {

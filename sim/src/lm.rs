@@ -1,0 +1,614 @@
+//! Language models on real English text (the paper's Section 5.2) and their generational
+//! protocol: a byte-level BPE tokenizer trained on the training split ([`bpe`]) and an
+//! interpolated Kneser–Ney n-gram model with exact beam search ([`ngram`]).
+//!
+//! # The protocol
+//!
+//! The corpus's documents are split by document ([`Part::of`]); the tokenizer is trained once
+//! on the training documents and fixed. Each document's tokens are cut into consecutive blocks
+//! of `block` tokens (a shorter rest is dropped), the paper's 64-token blocks. Generation 0 is
+//! fitted to the real training blocks. Generation g then continues **every real training
+//! block** by `block` new tokens (the paper: 5-beam search with repetition penalty 3.0), and
+//! those continuations are its synthetic set S_g, of the real set's size. Generation g + 1 is
+//! fitted afresh to the training set the strategy builds from S_g (and the real blocks):
+//! `replace` (S_g only: the paper's first regime), `mix:F` (a fresh random F of the real blocks,
+//! the rest from S_g: the paper's second regime with F = 0.1, `--keep-real F`), `keep:F` (a
+//! fixed F of the real blocks), `accumulate` (the real blocks and every S so far) and
+//! `accumulate-subsample` (as many blocks as the real set, drawn from that pool).
+//!
+//! An n-gram model has no pretrained base to start from: every generation is fitted from
+//! scratch to its training set, as the categorical model of the Markov theory is re-estimated
+//! from its samples.
+//!
+//! # Per generation
+//!
+//! - `test_perplexity`: exp of the mean negative log-likelihood per token of the real test
+//!   blocks (each scored from its start);
+//! - the per-block perplexity of S_g under the **generation-0** model (the paper's histogram),
+//!   with its median and 95th percentile;
+//! - distinct-n (distinct n-grams over all n-grams of S_g, n = 1..4) and the repetition rate
+//!   `seq_rep_4` (per block, 1 - distinct 4-grams / 4-grams, averaged);
+//! - `surviving_types`: how many token types of the real training blocks occur in S_g, and the
+//!   fraction surviving in each tenth of the types ranked by real frequency (the tail-loss link
+//!   to `markov`).
+//!
+//! Every random draw comes from a stream named by (seed, purpose, generation, block), so a run
+//! is bit-identical for any thread count. Beam search is deterministic: under `replace` every
+//! seed gives the same run; seeds differ through the strategy's draws and `--decode sample`.
+
+pub mod bpe;
+pub mod ngram;
+
+use crate::SimError;
+use crate::data::{Corpus, Part};
+use crate::rng::{ChainRng, shuffle, stream};
+use crate::stats::MeanError;
+use bpe::Bpe;
+use collapse_analysis::strategy::{Strategy, round_fraction};
+use ngram::NGram;
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+/// The model fitted at every generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Interpolated Kneser–Ney of the given order.
+    Ngram { order: usize },
+}
+
+impl ModelKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Ngram { .. } => "ngram",
+        }
+    }
+}
+
+/// How a generation continues a prompt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decode {
+    /// Beam search with a repetition penalty on log-probabilities (the paper: 5 beams, 3.0).
+    Beam {
+        beams: usize,
+        repetition_penalty: f64,
+    },
+    /// Draws from the model (temperature 1).
+    Sample,
+}
+
+impl Decode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decode::Beam { .. } => "beam",
+            Decode::Sample => "sample",
+        }
+    }
+}
+
+/// The paper's generation: 5 beams, repetition penalty 3.0 (the authors' code).
+pub const PAPER_DECODE: Decode = Decode::Beam {
+    beams: 5,
+    repetition_penalty: 3.0,
+};
+
+/// Quantiles of the types ranked by real frequency in which survival is reported.
+pub const RANK_BINS: usize = 10;
+/// Largest block accepted (tokens).
+pub const MAX_BLOCK: usize = 4096;
+/// Largest number of generations accepted.
+pub const MAX_GENERATIONS: usize = 1000;
+/// Largest number of seeds accepted.
+pub const MAX_SEEDS: usize = 10_000;
+
+/// A language-model run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmSpec {
+    /// The corpus's name (recorded; the text is passed to [`simulate`]).
+    pub corpus: String,
+    pub model: ModelKind,
+    /// Tokens of the BPE vocabulary (256..=[`Bpe::MAX_VOCAB`]).
+    pub vocab_size: usize,
+    /// Tokens per block, and new tokens per continuation.
+    pub block: usize,
+    pub generations: usize,
+    pub strategy: Strategy,
+    pub decode: Decode,
+    /// Use only the first this many training blocks (None: all), for small runs.
+    pub max_blocks: Option<usize>,
+    pub seed: u64,
+    pub seeds: usize,
+}
+
+impl LmSpec {
+    /// The paper's protocol on `corpus` with an n-gram of `order`: 4,096 tokens, 64-token
+    /// blocks, 5-beam search with penalty 3.0, `replace`, 10 generations, one seed.
+    pub fn new(corpus: &str, order: usize) -> LmSpec {
+        LmSpec {
+            corpus: corpus.to_string(),
+            model: ModelKind::Ngram { order },
+            vocab_size: 4096,
+            block: 64,
+            generations: 10,
+            strategy: Strategy::Replace,
+            decode: PAPER_DECODE,
+            max_blocks: None,
+            seed: 0,
+            seeds: 1,
+        }
+    }
+
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |what: &'static str, why: String| Err(SimError::Invalid { what, why });
+        let ModelKind::Ngram { order } = self.model;
+        if !(1..=ngram::MAX_ORDER).contains(&order) {
+            return bad(
+                "order",
+                format!("must be in 1..={}, got {order}", ngram::MAX_ORDER),
+            );
+        }
+        if !(256..=Bpe::MAX_VOCAB).contains(&self.vocab_size) {
+            return bad(
+                "vocab",
+                format!(
+                    "must be in 256..={}, got {}",
+                    Bpe::MAX_VOCAB,
+                    self.vocab_size
+                ),
+            );
+        }
+        if !(2..=MAX_BLOCK).contains(&self.block) {
+            return bad(
+                "block",
+                format!("must be in 2..={MAX_BLOCK} tokens, got {}", self.block),
+            );
+        }
+        if !(1..=MAX_GENERATIONS).contains(&self.generations) {
+            return bad(
+                "generations",
+                format!("must be in 1..={MAX_GENERATIONS}, got {}", self.generations),
+            );
+        }
+        if !(1..=MAX_SEEDS).contains(&self.seeds) {
+            return bad(
+                "seeds",
+                format!("must be in 1..={MAX_SEEDS}, got {}", self.seeds),
+            );
+        }
+        if self.seed.checked_add(self.seeds as u64 - 1).is_none() {
+            return bad("seed", format!("{} + seeds overflows", self.seed));
+        }
+        if self.max_blocks == Some(0) {
+            return bad("blocks", "must be at least 1".into());
+        }
+        if let Decode::Beam {
+            beams,
+            repetition_penalty,
+        } = self.decode
+        {
+            if !(1..=64).contains(&beams) {
+                return bad("beams", format!("must be in 1..=64, got {beams}"));
+            }
+            if !(repetition_penalty.is_finite() && (1.0..=100.0).contains(&repetition_penalty)) {
+                return bad(
+                    "repetition penalty",
+                    format!("must be in [1, 100], got {repetition_penalty}"),
+                );
+            }
+        }
+        match self.strategy {
+            Strategy::Mix(f) | Strategy::Keep(f) if !(0.0..=1.0).contains(&f) => {
+                bad("strategy", format!("fraction must be in [0, 1], got {f}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The tokenized corpus a run works on.
+#[derive(Debug, Clone)]
+pub struct Tokenized {
+    pub tokenizer: Bpe,
+    /// Real training blocks (after `max_blocks`) and test blocks.
+    pub train: Vec<Vec<u32>>,
+    pub test: Vec<Vec<u32>>,
+    /// Tokens of the training documents (all blocks and rests).
+    pub train_tokens: usize,
+    /// The token types of the real training blocks, most frequent first (ties: lower id).
+    pub types_by_frequency: Vec<u32>,
+}
+
+/// Trains the tokenizer on the training documents and cuts both parts into blocks.
+pub fn tokenize(corpus: &Corpus, spec: &LmSpec) -> Result<Tokenized, SimError> {
+    let train_docs: Vec<&str> = corpus.part(Part::Train).collect();
+    let test_docs: Vec<&str> = corpus.part(Part::Test).collect();
+    let tokenizer = Bpe::train(train_docs.iter().copied(), spec.vocab_size)?;
+    let blocks = |docs: &[Vec<u32>]| -> Vec<Vec<u32>> {
+        docs.iter()
+            .flat_map(|d| d.chunks_exact(spec.block).map(<[u32]>::to_vec))
+            .collect()
+    };
+    let train_encoded = tokenizer.encode_all(&train_docs);
+    let mut train = blocks(&train_encoded);
+    if let Some(m) = spec.max_blocks {
+        train.truncate(m);
+    }
+    let test = blocks(&tokenizer.encode_all(&test_docs));
+    if train.is_empty() || test.is_empty() {
+        return Err(SimError::Invalid {
+            what: "corpus",
+            why: format!(
+                "{} training and {} test blocks of {} tokens: both parts need at least one",
+                train.len(),
+                test.len(),
+                spec.block
+            ),
+        });
+    }
+    let mut counts = vec![0u64; tokenizer.vocab_size()];
+    for &t in train.iter().flatten() {
+        counts[t as usize] += 1;
+    }
+    let mut types_by_frequency: Vec<u32> = (0..counts.len() as u32)
+        .filter(|&t| counts[t as usize] > 0)
+        .collect();
+    types_by_frequency
+        .sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    Ok(Tokenized {
+        train_tokens: train_encoded.iter().map(Vec::len).sum(),
+        tokenizer,
+        train,
+        test,
+        types_by_frequency,
+    })
+}
+
+/// What one generation measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationMetrics {
+    pub generation: usize,
+    pub test_perplexity: f64,
+    /// log10 of the perplexity of each block of S_g under the generation-0 model.
+    pub synthetic_log10_perplexity: Vec<f64>,
+    pub synthetic_perplexity_median: f64,
+    pub synthetic_perplexity_p95: f64,
+    /// Distinct n-grams over all n-grams of S_g, n = 1..=4.
+    pub distinct: [f64; 4],
+    pub seq_rep_4: f64,
+    pub surviving_types: usize,
+    /// Fraction of types surviving in each of [`RANK_BINS`] equal parts of the types ranked
+    /// by real frequency (most frequent first).
+    pub survival_by_rank: Vec<f64>,
+    /// The first synthetic block, decoded (lossy UTF-8), with its prompt.
+    pub sample_prompt: String,
+    pub sample_continuation: String,
+}
+
+/// One seed's generations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedRun {
+    pub seed: u64,
+    pub generations: Vec<GenerationMetrics>,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmRun {
+    pub spec: LmSpec,
+    pub vocab: usize,
+    pub train_blocks: usize,
+    pub test_blocks: usize,
+    pub train_tokens: usize,
+    pub real_types: usize,
+    /// log10 of the perplexity of each real training block under the generation-0 model.
+    pub real_log10_perplexity: Vec<f64>,
+    pub seeds: Vec<SeedRun>,
+}
+
+impl LmRun {
+    /// Mean and standard error over seeds of `f` at each generation.
+    pub fn summary(&self, f: impl Fn(&GenerationMetrics) -> f64) -> Vec<MeanError> {
+        (0..self.spec.generations)
+            .map(|g| {
+                let values: Vec<f64> = self.seeds.iter().map(|s| f(&s.generations[g])).collect();
+                MeanError::of(&values)
+            })
+            .collect()
+    }
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// The tokenizer was trained and the corpus cut into blocks.
+    Tokenized {
+        vocab: usize,
+        train_blocks: usize,
+        test_blocks: usize,
+    },
+    /// A generation was fitted, measured and its synthetic set generated.
+    Generation {
+        seed: u64,
+        generation: usize,
+        test_perplexity: f64,
+        surviving_types: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(u64)]
+enum Purpose {
+    Strategy = 1,
+    Sample = 2,
+    KeptOrder = 3,
+}
+
+fn rng_for(seed: u64, purpose: Purpose, generation: usize, item: usize) -> ChainRng {
+    let chain = ((purpose as u64) << 56) | ((generation as u64) << 32) | item as u64;
+    ChainRng::for_chain(seed, stream::LM, chain)
+}
+
+fn fit(spec: &LmSpec, vocab: usize, blocks: &[&[u32]]) -> Result<NGram, SimError> {
+    let ModelKind::Ngram { order } = spec.model;
+    NGram::fit(blocks, vocab, order)
+}
+
+/// Runs every seed of `spec` on `corpus`.
+pub fn simulate(
+    corpus: &Corpus,
+    spec: &LmSpec,
+    progress: &mut (dyn FnMut(Event) + Send),
+) -> Result<LmRun, SimError> {
+    spec.validate()?;
+    let data = tokenize(corpus, spec)?;
+    progress(Event::Tokenized {
+        vocab: data.tokenizer.vocab_size(),
+        train_blocks: data.train.len(),
+        test_blocks: data.test.len(),
+    });
+    let vocab = data.tokenizer.vocab_size();
+    let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
+    let base = fit(spec, vocab, &real)?;
+    let real_log10_perplexity = block_log10_perplexities(&base, &real);
+    let mut seeds = Vec::with_capacity(spec.seeds);
+    for s in 0..spec.seeds as u64 {
+        let seed = spec.seed + s;
+        seeds.push(run_seed(spec, &data, &base, seed, progress)?);
+    }
+    Ok(LmRun {
+        spec: spec.clone(),
+        vocab,
+        train_blocks: data.train.len(),
+        test_blocks: data.test.len(),
+        train_tokens: data.train_tokens,
+        real_types: data.types_by_frequency.len(),
+        real_log10_perplexity,
+        seeds,
+    })
+}
+
+/// One seed: generation 0 is `base` (fitted to the real blocks); each later one is fitted to
+/// the strategy's training set.
+pub fn run_seed(
+    spec: &LmSpec,
+    data: &Tokenized,
+    base: &NGram,
+    seed: u64,
+    progress: &mut (dyn FnMut(Event) + Send),
+) -> Result<SeedRun, SimError> {
+    let vocab = data.tokenizer.vocab_size();
+    let n = data.train.len();
+    let mut kept_order: Vec<u32> = (0..n as u32).collect();
+    shuffle(
+        &mut kept_order,
+        &mut rng_for(seed, Purpose::KeptOrder, 0, 0),
+    );
+    // Every synthetic set so far (accumulating strategies need them all).
+    let mut sets: Vec<Vec<Vec<u32>>> = Vec::new();
+    let mut generations = Vec::with_capacity(spec.generations);
+    let mut current: Option<NGram>;
+    for g in 0..spec.generations {
+        let model = match g {
+            0 => base,
+            _ => {
+                let items = training_items(spec, g, n, &kept_order, seed);
+                let blocks: Vec<&[u32]> = items
+                    .iter()
+                    .map(|&(set, i)| match set {
+                        None => data.train[i].as_slice(),
+                        Some(s) => sets[s][i].as_slice(),
+                    })
+                    .collect();
+                current = Some(fit(spec, vocab, &blocks)?);
+                current.as_ref().expect("just fitted")
+            }
+        };
+        let synthetic = continue_blocks(model, &data.train, spec, seed, g);
+        let metrics = measure(g, model, base, data, &synthetic);
+        progress(Event::Generation {
+            seed,
+            generation: g,
+            test_perplexity: metrics.test_perplexity,
+            surviving_types: metrics.surviving_types,
+        });
+        generations.push(metrics);
+        let accumulating = matches!(
+            spec.strategy,
+            Strategy::Accumulate | Strategy::AccumulateSubsample
+        );
+        if !accumulating {
+            sets.clear();
+        }
+        // Without accumulation the only set kept is S_g, at index 0.
+        sets.push(synthetic);
+    }
+    Ok(SeedRun { seed, generations })
+}
+
+/// The training blocks of generation g >= 1 as (None: real block i | Some(s): block i of the
+/// s-th kept synthetic set), before fitting (order does not matter to an n-gram).
+fn training_items(
+    spec: &LmSpec,
+    g: usize,
+    n: usize,
+    kept_order: &[u32],
+    seed: u64,
+) -> Vec<(Option<usize>, usize)> {
+    let latest = match spec.strategy {
+        Strategy::Accumulate | Strategy::AccumulateSubsample => g - 1,
+        _ => 0,
+    };
+    let synthetic = |indices: &mut dyn Iterator<Item = usize>| -> Vec<(Option<usize>, usize)> {
+        indices.map(|i| (Some(latest), i)).collect()
+    };
+    let mut rng = rng_for(seed, Purpose::Strategy, g, 0);
+    match spec.strategy {
+        Strategy::Replace => synthetic(&mut (0..n)),
+        Strategy::Mix(f) | Strategy::Keep(f) => {
+            let r = round_fraction(f, n as u64) as usize;
+            let order: Vec<u32> = match spec.strategy {
+                Strategy::Mix(_) => {
+                    let mut all: Vec<u32> = (0..n as u32).collect();
+                    shuffle(&mut all, &mut rng);
+                    all
+                }
+                _ => kept_order.to_vec(),
+            };
+            // Real blocks at the first r positions of the order; the other prompts' synthetic
+            // continuations fill the rest, so every prompt appears once.
+            let mut items: Vec<(Option<usize>, usize)> =
+                order[..r].iter().map(|&i| (None, i as usize)).collect();
+            items.extend(synthetic(&mut order[r..].iter().map(|&i| i as usize)));
+            items
+        }
+        Strategy::Accumulate | Strategy::AccumulateSubsample => {
+            let mut pool: Vec<(Option<usize>, usize)> = (0..n).map(|i| (None, i)).collect();
+            for s in 0..g {
+                pool.extend((0..n).map(|i| (Some(s), i)));
+            }
+            if spec.strategy == Strategy::AccumulateSubsample {
+                shuffle(&mut pool, &mut rng);
+                pool.truncate(n);
+            }
+            pool
+        }
+    }
+}
+
+/// S_g: every prompt continued by `block` new tokens.
+fn continue_blocks(
+    model: &NGram,
+    prompts: &[Vec<u32>],
+    spec: &LmSpec,
+    seed: u64,
+    g: usize,
+) -> Vec<Vec<u32>> {
+    prompts
+        .par_iter()
+        .enumerate()
+        .map(|(i, prompt)| match spec.decode {
+            Decode::Beam {
+                beams,
+                repetition_penalty,
+            } => model.beam_search(prompt, spec.block, beams, repetition_penalty),
+            Decode::Sample => model.sample(
+                prompt,
+                spec.block,
+                &mut rng_for(seed, Purpose::Sample, g, i),
+            ),
+        })
+        .collect()
+}
+
+/// log10 of each block's perplexity under `model`.
+fn block_log10_perplexities(model: &NGram, blocks: &[&[u32]]) -> Vec<f64> {
+    blocks
+        .par_iter()
+        .map(|b| -model.log_prob(b) / b.len() as f64 / std::f64::consts::LN_10)
+        .collect()
+}
+
+/// The q-quantile (linear interpolation) of `values`, which it sorts.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let x = q * (values.len() - 1) as f64;
+    let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+    values[lo] + (x - lo as f64) * (values[hi] - values[lo])
+}
+
+/// Distinct n-grams over all n-grams of `blocks` (within blocks).
+pub fn distinct_n(blocks: &[Vec<u32>], n: usize) -> f64 {
+    let mut seen = HashSet::new();
+    let mut total = 0usize;
+    for b in blocks {
+        for gram in b.windows(n) {
+            seen.insert(gram);
+            total += 1;
+        }
+    }
+    if total == 0 {
+        f64::NAN
+    } else {
+        seen.len() as f64 / total as f64
+    }
+}
+
+/// Per block, 1 - distinct 4-grams / 4-grams, averaged over blocks.
+pub fn seq_rep_4(blocks: &[Vec<u32>]) -> f64 {
+    let reps: Vec<f64> = blocks
+        .iter()
+        .filter(|b| b.len() >= 4)
+        .map(|b| {
+            let grams: HashSet<&[u32]> = b.windows(4).collect();
+            1.0 - grams.len() as f64 / (b.len() - 3) as f64
+        })
+        .collect();
+    reps.iter().sum::<f64>() / reps.len() as f64
+}
+
+fn measure(
+    g: usize,
+    model: &NGram,
+    base: &NGram,
+    data: &Tokenized,
+    synthetic: &[Vec<u32>],
+) -> GenerationMetrics {
+    let test: Vec<&[u32]> = data.test.iter().map(Vec::as_slice).collect();
+    // Summed in block order (a parallel sum's order would depend on the threads).
+    let block_nll: Vec<f64> = test.par_iter().map(|b| -model.log_prob(b)).collect();
+    let nll: f64 = block_nll.iter().sum();
+    let tokens: usize = test.iter().map(|b| b.len()).sum();
+    let synthetic_refs: Vec<&[u32]> = synthetic.iter().map(Vec::as_slice).collect();
+    let log10 = block_log10_perplexities(base, &synthetic_refs);
+    let mut sorted = log10.clone();
+    let median = 10f64.powf(quantile(&mut sorted, 0.5));
+    let p95 = 10f64.powf(quantile(&mut sorted, 0.95));
+    let mut present = vec![false; data.tokenizer.vocab_size()];
+    for &t in synthetic.iter().flatten() {
+        present[t as usize] = true;
+    }
+    let ranked = &data.types_by_frequency;
+    let surviving_types = ranked.iter().filter(|&&t| present[t as usize]).count();
+    let survival_by_rank = (0..RANK_BINS)
+        .map(|b| {
+            let part = &ranked[b * ranked.len() / RANK_BINS..(b + 1) * ranked.len() / RANK_BINS];
+            part.iter().filter(|&&t| present[t as usize]).count() as f64 / part.len() as f64
+        })
+        .collect();
+    GenerationMetrics {
+        generation: g,
+        test_perplexity: (nll / tokens as f64).exp(),
+        synthetic_log10_perplexity: log10,
+        synthetic_perplexity_median: median,
+        synthetic_perplexity_p95: p95,
+        distinct: [1, 2, 3, 4].map(|n| distinct_n(synthetic, n)),
+        seq_rep_4: seq_rep_4(synthetic),
+        surviving_types,
+        survival_by_rank,
+        sample_prompt: data.tokenizer.decode_lossy(&data.train[0]),
+        sample_continuation: data.tokenizer.decode_lossy(&synthetic[0]),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,225 @@
+use super::*;
+
+/// A small corpus of English-like documents with a skewed word distribution.
+fn toy_corpus(documents: usize) -> Corpus {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far", "away", "from", "house",
+        "quietly", "zebra", "quixotic",
+    ];
+    let docs: Vec<String> = (0..documents)
+        .map(|d| {
+            (0..300)
+                .map(|i| {
+                    // Rank r with weight about 1 / (r + 1): rare words exist but are rare.
+                    let x = (d * 7919 + i * 104_729) % 1000;
+                    let r = (0..words.len())
+                        .find(|&r| x < 1000 - 1000 / (r + 2))
+                        .unwrap_or(words.len() - 1);
+                    words[r]
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Corpus::new(&docs)
+}
+
+fn small_spec() -> LmSpec {
+    let mut spec = LmSpec::new("toy", 2);
+    spec.vocab_size = 300;
+    spec.block = 16;
+    spec.generations = 3;
+    spec.decode = Decode::Beam {
+        beams: 3,
+        repetition_penalty: 3.0,
+    };
+    spec
+}
+
+fn quiet() -> impl FnMut(Event) + Send {
+    |_| {}
+}
+
+#[test]
+fn strategies_build_the_stated_training_sets() {
+    let n = 10;
+    let kept: Vec<u32> = (0..n as u32).rev().collect();
+    let mut spec = small_spec();
+    let count = |items: &[(Option<usize>, usize)], real: bool| {
+        items.iter().filter(|i| i.0.is_none() == real).count()
+    };
+    spec.strategy = Strategy::Replace;
+    let items = training_items(&spec, 2, n, &kept, 0);
+    assert_eq!(items, (0..n).map(|i| (Some(0), i)).collect::<Vec<_>>());
+    spec.strategy = Strategy::Mix(0.3);
+    let items = training_items(&spec, 2, n, &kept, 0);
+    assert_eq!((count(&items, true), count(&items, false)), (3, 7));
+    let mut prompts: Vec<usize> = items.iter().map(|i| i.1).collect();
+    prompts.sort_unstable();
+    assert_eq!(prompts, (0..n).collect::<Vec<_>>(), "every prompt once");
+    assert_ne!(
+        items,
+        training_items(&spec, 3, n, &kept, 0),
+        "fresh draw per generation"
+    );
+    spec.strategy = Strategy::Keep(0.2);
+    let items = training_items(&spec, 2, n, &kept, 0);
+    assert_eq!(&items[..2], [(None, 9), (None, 8)]);
+    assert_eq!(
+        items,
+        training_items(&spec, 3, n, &kept, 0),
+        "the same real blocks"
+    );
+    spec.strategy = Strategy::Accumulate;
+    let items = training_items(&spec, 3, n, &kept, 0);
+    assert_eq!(items.len(), 4 * n);
+    assert_eq!(count(&items, true), n);
+    spec.strategy = Strategy::AccumulateSubsample;
+    let items = training_items(&spec, 3, n, &kept, 0);
+    assert_eq!(items.len(), n);
+    assert!(items.iter().all(|i| i.0.is_none_or(|s| s < 3)));
+}
+
+#[test]
+fn distinct_and_repetition_by_hand() {
+    let blocks = vec![vec![1, 2, 1, 2, 1], vec![3, 3, 3, 3]];
+    // Unigrams: 9, distinct {1, 2, 3}. Bigrams: 12 21 12 21 | 33 33 33: 7, distinct 3.
+    assert!((distinct_n(&blocks, 1) - 3.0 / 9.0).abs() < 1e-15);
+    assert!((distinct_n(&blocks, 2) - 3.0 / 7.0).abs() < 1e-15);
+    // 4-grams: block 1: 1212, 2121 (2 of 2 distinct, rep 0); block 2: 3333 (1 of 1, rep 0).
+    assert_eq!(seq_rep_4(&blocks), 0.0);
+    let looped = vec![vec![5, 6, 5, 6, 5, 6, 5, 6]];
+    // 4-grams 5656 6565 5656 6565 5656: 2 distinct of 5, rep 0.6.
+    assert!((seq_rep_4(&looped) - 0.6).abs() < 1e-15);
+}
+
+#[test]
+fn a_run_is_the_same_for_any_thread_count() {
+    let corpus = toy_corpus(30);
+    let mut spec = small_spec();
+    spec.strategy = Strategy::Mix(0.1);
+    spec.seeds = 2;
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| simulate(&corpus, &spec, &mut quiet()).unwrap())
+    };
+    let (one, three) = (run(1), run(3));
+    assert!(one.real_log10_perplexity == three.real_log10_perplexity);
+    for (a, b) in one.seeds.iter().zip(&three.seeds) {
+        for (g, (x, y)) in a.generations.iter().zip(&b.generations).enumerate() {
+            assert!(x == y, "seed {} generation {g} differs", a.seed);
+        }
+    }
+    assert!(one == three);
+    // Mix draws differ between seeds, so the runs do.
+    assert_ne!(one.seeds[0].generations[2], one.seeds[1].generations[2]);
+}
+
+#[test]
+fn beam_search_under_replace_is_the_same_for_every_seed() {
+    let corpus = toy_corpus(30);
+    let mut spec = small_spec();
+    spec.seeds = 2;
+    let run = simulate(&corpus, &spec, &mut quiet()).unwrap();
+    assert_eq!(run.seeds[0].generations, run.seeds[1].generations);
+    let g0 = &run.seeds[0].generations[0];
+    assert!(g0.test_perplexity > 1.0 && g0.test_perplexity < run.vocab as f64);
+    assert!(g0.surviving_types <= run.real_types);
+    assert_eq!(g0.synthetic_log10_perplexity.len(), run.train_blocks);
+    assert_eq!(run.real_log10_perplexity.len(), run.train_blocks);
+}
+
+/// The collapse on a toy corpus: by sampling, rare types vanish from the synthetic data over
+/// generations and never come back (a type absent from S_g has only the smoothing's mass in
+/// model g + 1), while the test perplexity rises.
+#[test]
+fn sampled_generations_lose_types_and_gain_test_perplexity() {
+    let corpus = toy_corpus(30);
+    let mut spec = small_spec();
+    spec.decode = Decode::Sample;
+    spec.generations = 6;
+    spec.max_blocks = Some(40);
+    let run = simulate(&corpus, &spec, &mut quiet()).unwrap();
+    let g = &run.seeds[0].generations;
+    assert!(
+        g[5].surviving_types < g[0].surviving_types,
+        "{} {}",
+        g[5].surviving_types,
+        g[0].surviving_types
+    );
+    assert!(g[5].test_perplexity > g[0].test_perplexity);
+}
+
+#[test]
+fn bad_specs_are_refused() {
+    let corpus = toy_corpus(30);
+    type Change = Box<dyn Fn(&mut LmSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "order",
+            Box::new(|s| s.model = ModelKind::Ngram { order: 0 }),
+        ),
+        (
+            "order",
+            Box::new(|s| s.model = ModelKind::Ngram { order: 5 }),
+        ),
+        ("vocab", Box::new(|s| s.vocab_size = 255)),
+        ("block", Box::new(|s| s.block = 1)),
+        ("generations", Box::new(|s| s.generations = 0)),
+        ("seeds", Box::new(|s| s.seeds = 0)),
+        (
+            "seed",
+            Box::new(|s| {
+                s.seed = u64::MAX;
+                s.seeds = 2
+            }),
+        ),
+        ("blocks", Box::new(|s| s.max_blocks = Some(0))),
+        (
+            "beams",
+            Box::new(|s| {
+                s.decode = Decode::Beam {
+                    beams: 0,
+                    repetition_penalty: 1.0,
+                }
+            }),
+        ),
+        (
+            "repetition penalty",
+            Box::new(|s| {
+                s.decode = Decode::Beam {
+                    beams: 2,
+                    repetition_penalty: f64::NAN,
+                }
+            }),
+        ),
+        (
+            "repetition penalty",
+            Box::new(|s| {
+                s.decode = Decode::Beam {
+                    beams: 2,
+                    repetition_penalty: 0.5,
+                }
+            }),
+        ),
+        ("strategy", Box::new(|s| s.strategy = Strategy::Mix(1.5))),
+    ];
+    for (what, change) in cases {
+        let mut spec = small_spec();
+        change(&mut spec);
+        match simulate(&corpus, &spec, &mut quiet()) {
+            Err(SimError::Invalid { what: w, .. }) => assert_eq!(w, what),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // A block longer than any document leaves no blocks.
+    let mut spec = small_spec();
+    spec.block = 4000;
+    let err = simulate(&corpus, &spec, &mut quiet())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both parts need at least one"), "{err}");
+}
