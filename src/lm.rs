@@ -1,5 +1,6 @@
 //! `collapse simulate lm`: language-model generations on a real corpus (`collapse_sim::lm`).
 
+use crate::pieces::stat;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use collapse_analysis::Strategy;
@@ -174,30 +175,21 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
     Ok(())
 }
 
-fn stat(m: collapse_sim::stats::MeanError) -> Value {
-    let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-    json!({"mean": finite(m.mean), "stderr": finite(m.stderr)})
-}
-
 fn to_json(run: &LmRun) -> Value {
     let spec = &run.spec;
     let ModelKind::Ngram { order } = spec.model;
-    let test = run.summary(|g| g.test_perplexity);
-    let median = run.summary(|g| g.synthetic_perplexity_median);
-    let p95 = run.summary(|g| g.synthetic_perplexity_p95);
-    let types = run.summary(|g| g.surviving_types as f64);
-    let distinct2 = run.summary(|g| g.distinct[1]);
-    let rep = run.summary(|g| g.seq_rep_4);
-    let rows: Vec<Value> = (0..spec.generations)
-        .map(|g| {
+    let rows: Vec<Value> = run
+        .summary_rows()
+        .iter()
+        .map(|r| {
             json!({
-                "generation": g,
-                "test_perplexity": stat(test[g]),
-                "synthetic_perplexity_median": stat(median[g]),
-                "synthetic_perplexity_p95": stat(p95[g]),
-                "surviving_types": stat(types[g]),
-                "distinct_2": stat(distinct2[g]),
-                "seq_rep_4": stat(rep[g]),
+                "generation": r.generation,
+                "test_perplexity": stat(r.test_perplexity),
+                "synthetic_perplexity_median": stat(r.synthetic_perplexity_median),
+                "synthetic_perplexity_p95": stat(r.synthetic_perplexity_p95),
+                "surviving_types": stat(r.surviving_types),
+                "distinct_2": stat(r.distinct_2),
+                "seq_rep_4": stat(r.seq_rep_4),
             })
         })
         .collect();
@@ -273,21 +265,16 @@ fn print_table(run: &LmRun) -> Result<()> {
             format!("{:.digits$}", m.mean)
         }
     };
-    let test = run.summary(|g| g.test_perplexity);
-    let med = run.summary(|g| g.synthetic_perplexity_median);
-    let p95 = run.summary(|g| g.synthetic_perplexity_p95);
-    let types = run.summary(|g| g.surviving_types as f64);
-    let d2 = run.summary(|g| g.distinct[1]);
-    let rep = run.summary(|g| g.seq_rep_4);
-    for g in 0..spec.generations {
+    for r in run.summary_rows() {
         outln!(
-            "{g}\t{}\t{}\t{}\t{}\t{}\t{}",
-            pm(test[g], 2),
-            pm(med[g], 2),
-            pm(p95[g], 2),
-            pm(types[g], 0),
-            pm(d2[g], 3),
-            pm(rep[g], 3)
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.generation,
+            pm(r.test_perplexity, 2),
+            pm(r.synthetic_perplexity_median, 2),
+            pm(r.synthetic_perplexity_p95, 2),
+            pm(r.surviving_types, 0),
+            pm(r.distinct_2, 3),
+            pm(r.seq_rep_4, 3)
         );
     }
     Ok(())

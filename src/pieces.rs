@@ -393,3 +393,15 @@ macro_rules! simulation {
     };
 }
 pub(crate) use simulation;
+
+/// `{"mean", "stderr"}`, null where not finite (one seed has no standard error).
+pub(crate) fn stat(m: collapse_sim::stats::MeanError) -> serde_json::Value {
+    let finite = |v: f64| {
+        if v.is_finite() {
+            serde_json::json!(v)
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    serde_json::json!({"mean": finite(m.mean), "stderr": finite(m.stderr)})
+}

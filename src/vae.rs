@@ -1,5 +1,6 @@
 //! `collapse simulate vae`: VAE generations on real digits (`collapse_sim::vae`).
 
+use crate::pieces::stat;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use collapse_analysis::Strategy;
@@ -245,11 +246,6 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
 enum Outcome {
     Whole(VaeRun),
     Shard(Vec<collapse_sim::vae::SeedRun>),
-}
-
-fn stat(m: collapse_sim::vae::MeanError) -> Value {
-    let finite = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-    json!({"mean": finite(m.mean), "stderr": finite(m.stderr)})
 }
 
 fn to_json(run: &VaeRun) -> Value {

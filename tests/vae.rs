@@ -9,30 +9,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::refused;
+
 fn collapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .arg("simulate")
-        .arg("vae")
-        .args(args)
-        .output()
-        .expect("run collapse")
+    common::simulate("vae", args)
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("collapse-vae-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// Exit code 2, one line on stderr containing `needle`, nothing on stdout.
-fn refused(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{needle}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("collapse: "), "{stderr}");
-    assert!(stderr.contains(needle), "{stderr} lacks {needle}");
-    assert!(!stderr.contains("panicked"));
-    assert!(out.stdout.is_empty());
+    common::temp_dir("vae", name)
 }
 
 #[test]

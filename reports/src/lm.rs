@@ -13,7 +13,7 @@ use crate::ReportError;
 use crate::figure::{Curve, CurveKind, Figure, band};
 use crate::report::Scale;
 use crate::section::{Block, Section, TextTable, render_figures};
-use crate::table::{io_err, mean_se, sig, write_atomic};
+use crate::table::{io_err, mean_se, moved, sig, write_atomic, write_parquet};
 use collapse_analysis::strategy::Strategy;
 use collapse_sim::data::Corpus;
 use collapse_sim::lm::{Event, GenerationMetrics, LmRun, LmSpec, RANK_BINS, simulate};
@@ -62,7 +62,7 @@ fn long_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
 }
 
 fn summary_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
-    let (mut generation, mut metric, mut mean, mut stderr) = (vec![], vec![], vec![], vec![]);
+    let mut rows = Vec::new();
     for g in 0..run.spec.generations {
         let per_seed: Vec<[(&str, f64); 9]> = run
             .seeds
@@ -71,22 +71,14 @@ fn summary_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
             .collect();
         for i in 0..9 {
             let values: Vec<f64> = per_seed.iter().map(|v| v[i].1).collect();
-            let m = MeanError::of(&values);
-            generation.push(g as u64);
-            metric.push(per_seed[0][i].0);
-            mean.push(m.mean);
-            stderr.push(m.stderr);
+            rows.push((
+                g as u64,
+                per_seed[0][i].0.to_string(),
+                MeanError::of(&values),
+            ));
         }
     }
-    Ok(DataFrame::new(
-        generation.len(),
-        vec![
-            Column::new("generation".into(), generation),
-            Column::new("metric".into(), metric),
-            Column::new("mean".into(), mean),
-            Column::new("stderr".into(), stderr),
-        ],
-    )?)
+    crate::table::summary_frame(rows)
 }
 
 fn perplexity_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
@@ -143,20 +135,16 @@ fn csv_field(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
-fn write_parquet(mut df: DataFrame, path: &Path) -> Result<(), ReportError> {
-    write_atomic(path, |w| {
-        ParquetWriter::new(w).finish(&mut df)?;
-        Ok(())
-    })
-}
-
 /// Writes a run's tables into `dir` (created if needed), each file atomically.
 pub fn write_run(run: &LmRun, dir: &Path) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    write_parquet(long_frame(run)?, &dir.join("lm.parquet"))?;
-    write_parquet(summary_frame(run)?, &dir.join("summary.parquet"))?;
-    write_parquet(perplexity_frame(run)?, &dir.join("perplexities.parquet"))?;
-    write_parquet(survival_frame(run)?, &dir.join("survival.parquet"))?;
+    write_parquet(&mut long_frame(run)?, &dir.join("lm.parquet"))?;
+    write_parquet(&mut summary_frame(run)?, &dir.join("summary.parquet"))?;
+    write_parquet(
+        &mut perplexity_frame(run)?,
+        &dir.join("perplexities.parquet"),
+    )?;
+    write_parquet(&mut survival_frame(run)?, &dir.join("survival.parquet"))?;
     let mut csv = String::from("seed,generation,prompt,continuation\n");
     for s in &run.seeds {
         for m in &s.generations {
@@ -280,7 +268,7 @@ fn figures(runs: &[(&str, LmRun)]) -> Vec<(String, Figure)> {
         drift(
             "Perplexity of the real test blocks",
             "perplexity",
-            false,
+            true,
             &|g| g.test_perplexity,
         ),
     ));
@@ -379,6 +367,31 @@ fn figures(runs: &[(&str, LmRun)]) -> Vec<(String, Figure)> {
     out
 }
 
+/// One sentence per regime: how the headline metrics moved from the first generation to the
+/// last (first seed's values for the percentile; means over seeds otherwise).
+fn outcome(name: &str, run: &LmRun) -> String {
+    let rows = run.summary_rows();
+    let (a, b) = (&rows[0], &rows[rows.len() - 1]);
+    let last = b.generation;
+    format!(
+        "{name}: from generation 0 to {last} the test perplexity {} from {} to {}, the token types of the real data in the synthetic data {} from {} to {}, and the synthetic blocks' median perplexity under the generation-0 model {} from {} to {} (95th percentile {} to {}).",
+        moved(a.test_perplexity.mean, b.test_perplexity.mean),
+        sig(a.test_perplexity.mean, 4),
+        sig(b.test_perplexity.mean, 4),
+        moved(a.surviving_types.mean, b.surviving_types.mean),
+        sig(a.surviving_types.mean, 4),
+        sig(b.surviving_types.mean, 4),
+        moved(
+            a.synthetic_perplexity_median.mean,
+            b.synthetic_perplexity_median.mean
+        ),
+        sig(a.synthetic_perplexity_median.mean, 3),
+        sig(b.synthetic_perplexity_median.mean, 3),
+        sig(a.synthetic_perplexity_p95.mean, 3),
+        sig(b.synthetic_perplexity_p95.mean, 3),
+    )
+}
+
 /// Bins of the perplexity histograms.
 const HISTOGRAM_BINS: usize = 40;
 
@@ -397,22 +410,16 @@ fn summary_table(runs: &[(&str, LmRun)]) -> TextTable {
     .to_vec();
     let mut rows = Vec::new();
     for (name, run) in runs {
-        let test = run.summary(|g| g.test_perplexity);
-        let med = run.summary(|g| g.synthetic_perplexity_median);
-        let p95 = run.summary(|g| g.synthetic_perplexity_p95);
-        let types = run.summary(|g| g.surviving_types as f64);
-        let d2 = run.summary(|g| g.distinct[1]);
-        let rep = run.summary(|g| g.seq_rep_4);
-        for g in 0..run.spec.generations {
+        for r in run.summary_rows() {
             rows.push(vec![
                 name.to_string(),
-                g.to_string(),
-                mean_se(test[g]),
-                mean_se(med[g]),
-                mean_se(p95[g]),
-                mean_se(types[g]),
-                mean_se(d2[g]),
-                mean_se(rep[g]),
+                r.generation.to_string(),
+                mean_se(r.test_perplexity),
+                mean_se(r.synthetic_perplexity_median),
+                mean_se(r.synthetic_perplexity_p95),
+                mean_se(r.surviving_types),
+                mean_se(r.distinct_2),
+                mean_se(r.seq_rep_4),
             ]);
         }
     }
@@ -483,9 +490,9 @@ pub fn section(
     };
     let blocks = vec![
         Block {
-            name: "Perplexity drift and longer tails".into(),
+            name: "Perplexity drift, tails and lost types".into(),
             text: format!(
-                "{} training blocks of {} tokens ({} BPE tokens, {} token types in the training blocks), {} test blocks; {}-gram Kneser–Ney; {} generations, {} seeds (beam search is deterministic: with no real data every seed gives the same run, and the seeds differ through the 10% drawn).",
+                "{} training blocks of {} tokens ({} BPE tokens, {} token types in the training blocks), {} test blocks; {}-gram Kneser–Ney; {} generations, {} seeds (beam search is deterministic: with no real data every seed gives the same run, and the seeds differ through the 10% drawn). {}",
                 first.train_blocks,
                 first.spec.block,
                 first.vocab,
@@ -496,6 +503,10 @@ pub fn section(
                 },
                 first.spec.generations,
                 first.spec.seeds,
+                runs.iter()
+                    .map(|(name, run)| outcome(name, run))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             text_table: Some(summary_table(&runs)),
             rows: Vec::new(),

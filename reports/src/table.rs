@@ -110,6 +110,37 @@ pub fn write_frame(
     })
 }
 
+/// Write the frame as Parquet, atomically.
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
+    write_atomic(path, |w| {
+        ParquetWriter::new(w).finish(df)?;
+        Ok(())
+    })
+}
+
+/// A run's summary table: one row per (generation, metric) with the mean and standard error
+/// over seeds.
+pub fn summary_frame(
+    rows: impl IntoIterator<Item = (u64, String, collapse_sim::stats::MeanError)>,
+) -> Result<DataFrame, ReportError> {
+    let (mut generation, mut metric, mut mean, mut stderr) = (vec![], vec![], vec![], vec![]);
+    for (g, name, m) in rows {
+        generation.push(g);
+        metric.push(name);
+        mean.push(m.mean);
+        stderr.push(m.stderr);
+    }
+    Ok(DataFrame::new(
+        generation.len(),
+        vec![
+            Column::new("generation".into(), generation),
+            Column::new("metric".into(), metric),
+            Column::new("mean".into(), mean),
+            Column::new("stderr".into(), stderr),
+        ],
+    )?)
+}
+
 /// Read a Parquet file back (round-trip checks).
 pub fn read_parquet(path: &Path) -> Result<DataFrame, ReportError> {
     let file = File::open(path).map_err(io_err(path))?;
@@ -286,6 +317,11 @@ pub fn write_atomic(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// "rose" or "fell" from `a` to `b`.
+pub fn moved(a: f64, b: f64) -> &'static str {
+    if b > a { "rose" } else { "fell" }
 }
 
 /// `x` rounded to `digits` significant digits, as `fmt_sig` prints it.

@@ -6,7 +6,9 @@ use crate::ReportError;
 use crate::figure::{Curve, CurveKind, Figure, band, level};
 use crate::report::Scale;
 use crate::section::{Block, Section, TextTable, render_figures};
-use crate::table::{fmt_sig, io_err, mean_se, sig, sync_and_rename, temp_path, write_atomic};
+use crate::table::{
+    fmt_sig, io_err, mean_se, moved, sig, sync_and_rename, temp_path, write_atomic,
+};
 use collapse_sim::data::Digits;
 use collapse_sim::vae::{
     Arch, Control, DataSplit, Event, GRID_IMAGES, GenerationMetrics, LATENT, MeanError, VaeError,
@@ -119,32 +121,12 @@ fn summary_metrics(run: &VaeRun, g: usize) -> Vec<(String, MeanError)> {
 }
 
 fn summary_frame(run: &VaeRun) -> Result<DataFrame, ReportError> {
-    let (mut generation, mut metric, mut mean, mut stderr) = (vec![], vec![], vec![], vec![]);
     let generations = run.seeds.iter().map(|s| s.generations.len()).min();
-    for g in 0..generations.unwrap_or(0) {
-        for (name, m) in summary_metrics(run, g) {
-            generation.push(g as u64);
-            metric.push(name);
-            mean.push(m.mean);
-            stderr.push(m.stderr);
-        }
-    }
-    Ok(DataFrame::new(
-        generation.len(),
-        vec![
-            Column::new("generation".into(), generation),
-            Column::new("metric".into(), metric),
-            Column::new("mean".into(), mean),
-            Column::new("stderr".into(), stderr),
-        ],
-    )?)
-}
-
-fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
-    write_atomic(path, |w| {
-        ParquetWriter::new(w).finish(df)?;
-        Ok(())
-    })
+    crate::table::summary_frame((0..generations.unwrap_or(0)).flat_map(|g| {
+        summary_metrics(run, g)
+            .into_iter()
+            .map(move |(name, m)| (g as u64, name, m))
+    }))
 }
 
 /// File of the grid of `seed` at `generation`, relative to the run's folder.
@@ -217,10 +199,10 @@ pub fn write_run(run: &VaeRun, dir: &Path) -> Result<Vec<PathBuf>, ReportError> 
     std::fs::create_dir_all(&grids).map_err(io_err(&grids))?;
     let mut written = Vec::new();
     let path = dir.join("vae.parquet");
-    write_parquet(&mut long_frame(run)?, &path)?;
+    crate::table::write_parquet(&mut long_frame(run)?, &path)?;
     written.push(path);
     let path = dir.join("summary.parquet");
-    write_parquet(&mut summary_frame(run)?, &path)?;
+    crate::table::write_parquet(&mut summary_frame(run)?, &path)?;
     written.push(path);
     let size = grid_size(run.rows, run.cols);
     for s in &run.seeds {
@@ -304,11 +286,6 @@ fn vae_err(e: VaeError) -> ReportError {
 }
 
 /// Rounded to `digits` significant digits.
-/// "rose" or "fell" from `a` to `b`.
-fn moved(a: f64, b: f64) -> &'static str {
-    if b > a { "rose" } else { "fell" }
-}
-
 fn figures(run: &VaeRun) -> Vec<(String, Figure)> {
     let rows = run.summary();
     let g = rows.len();

@@ -33,8 +33,9 @@
 //!   to `markov`).
 //!
 //! Every random draw comes from a stream named by (seed, purpose, generation, block), so a run
-//! is bit-identical for any thread count. Beam search is deterministic: under `replace` every
-//! seed gives the same run; seeds differ through the strategy's draws and `--decode sample`.
+//! is bit-identical for any thread count. Beam search is deterministic: under `replace` and
+//! `accumulate` every seed gives the same run (computed once, [`seed_matters`]); seeds differ
+//! through the strategy's draws and `--decode sample`.
 
 pub mod bpe;
 pub mod ngram;
@@ -305,7 +306,40 @@ pub struct LmRun {
     pub seeds: Vec<SeedRun>,
 }
 
+/// The headline metrics of one generation: mean and standard error over seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SummaryRow {
+    pub generation: usize,
+    pub test_perplexity: MeanError,
+    pub synthetic_perplexity_median: MeanError,
+    pub synthetic_perplexity_p95: MeanError,
+    pub surviving_types: MeanError,
+    pub distinct_2: MeanError,
+    pub seq_rep_4: MeanError,
+}
+
 impl LmRun {
+    /// The headline metrics per generation.
+    pub fn summary_rows(&self) -> Vec<SummaryRow> {
+        let test = self.summary(|g| g.test_perplexity);
+        let median = self.summary(|g| g.synthetic_perplexity_median);
+        let p95 = self.summary(|g| g.synthetic_perplexity_p95);
+        let types = self.summary(|g| g.surviving_types as f64);
+        let distinct_2 = self.summary(|g| g.distinct[1]);
+        let rep = self.summary(|g| g.seq_rep_4);
+        (0..self.spec.generations)
+            .map(|g| SummaryRow {
+                generation: g,
+                test_perplexity: test[g],
+                synthetic_perplexity_median: median[g],
+                synthetic_perplexity_p95: p95[g],
+                surviving_types: types[g],
+                distinct_2: distinct_2[g],
+                seq_rep_4: rep[g],
+            })
+            .collect()
+    }
+
     /// Mean and standard error over seeds of `f` at each generation.
     pub fn summary(&self, f: impl Fn(&GenerationMetrics) -> f64) -> Vec<MeanError> {
         (0..self.spec.generations)
@@ -336,7 +370,6 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy)]
-#[repr(u64)]
 enum Purpose {
     Strategy = 1,
     Sample = 2,
@@ -344,8 +377,7 @@ enum Purpose {
 }
 
 fn rng_for(seed: u64, purpose: Purpose, generation: usize, item: usize) -> ChainRng {
-    let chain = ((purpose as u64) << 56) | ((generation as u64) << 32) | item as u64;
-    ChainRng::for_chain(seed, stream::LM, chain)
+    ChainRng::for_purpose(seed, stream::LM, purpose as u8, generation, item)
 }
 
 fn fit(spec: &LmSpec, vocab: usize, blocks: &[&[u32]]) -> Result<NGram, SimError> {
@@ -370,10 +402,18 @@ pub fn simulate(
     let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
     let base = fit(spec, vocab, &real)?;
     let real_log10_perplexity = block_log10_perplexities(&base, &real);
-    let mut seeds = Vec::with_capacity(spec.seeds);
+    let mut seeds: Vec<SeedRun> = Vec::with_capacity(spec.seeds);
     for s in 0..spec.seeds as u64 {
         let seed = spec.seed + s;
-        seeds.push(run_seed(spec, &data, &base, seed, progress)?);
+        let run = match seeds.first() {
+            // Nothing random: every seed's run is the first one's (tested against running it).
+            Some(first) if !seed_matters(spec) => SeedRun {
+                seed,
+                generations: first.generations.clone(),
+            },
+            _ => run_seed(spec, &data, &base, seed, progress)?,
+        };
+        seeds.push(run);
     }
     Ok(LmRun {
         spec: spec.clone(),
@@ -385,6 +425,13 @@ pub fn simulate(
         real_log10_perplexity,
         seeds,
     })
+}
+
+/// Whether the seed changes a run: only through a random strategy (`mix`, `keep`,
+/// `accumulate-subsample`) or sampled continuations; beam search is deterministic.
+pub fn seed_matters(spec: &LmSpec) -> bool {
+    spec.decode == Decode::Sample
+        || !matches!(spec.strategy, Strategy::Replace | Strategy::Accumulate)
 }
 
 /// One seed: generation 0 is `base` (fitted to the real blocks); each later one is fitted to

@@ -47,6 +47,20 @@ pub mod stream {
 }
 
 impl ChainRng {
+    /// The stream of a learned model's draws named by (purpose, generation, item): purpose in
+    /// the top 8 bits of the chain number, generation in the next 24, item (an epoch, a
+    /// block) in the low 32.
+    pub fn for_purpose(
+        seed: u64,
+        stream: u32,
+        purpose: u8,
+        generation: usize,
+        item: usize,
+    ) -> ChainRng {
+        let chain = (u64::from(purpose) << 56) | ((generation as u64) << 32) | item as u64;
+        ChainRng::for_chain(seed, stream, chain)
+    }
+
     /// The stream of chain `chain` of use `stream` under `seed`.
     pub fn for_chain(seed: u64, stream: u32, chain: u64) -> ChainRng {
         let key = [seed as u32, (seed >> 32) as u32];

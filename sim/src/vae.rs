@@ -355,8 +355,7 @@ enum Purpose {
 }
 
 fn rng_for(seed: u64, purpose: Purpose, generation: usize, epoch: usize) -> ChainRng {
-    let chain = ((purpose as u64) << 56) | ((generation as u64) << 32) | epoch as u64;
-    ChainRng::for_chain(seed, stream::VAE, chain)
+    ChainRng::for_purpose(seed, stream::VAE, purpose as u8, generation, epoch)
 }
 
 fn normal_codes(count: usize, latent: usize, rng: &mut ChainRng) -> Vec<f32> {

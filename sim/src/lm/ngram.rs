@@ -280,6 +280,18 @@ impl NGram {
         self.vocab
     }
 
+    /// The probability of a token never seen in training after a history never seen either:
+    /// gamma_1 / V, the smoothing's mass. Every context gives such a token at most this (each
+    /// gamma is below 1), the tail-loss link to the Markov chain: a type absent from a
+    /// generation's training data keeps only this much in the next.
+    pub fn unseen_probability(&self) -> f64 {
+        let level = &self.levels[0];
+        match level.contexts.get(&0) {
+            Some(c) if c.total > 0 => c.gamma / self.vocab as f64,
+            _ => 1.0 / self.vocab as f64,
+        }
+    }
+
     /// The discount of each level, lowest first.
     pub fn discounts(&self) -> Vec<f64> {
         self.levels.iter().map(|l| l.discount).collect()

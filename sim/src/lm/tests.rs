@@ -123,13 +123,34 @@ fn beam_search_under_replace_is_the_same_for_every_seed() {
     let corpus = toy_corpus(30);
     let mut spec = small_spec();
     spec.seeds = 2;
+    assert!(!seed_matters(&spec));
     let run = simulate(&corpus, &spec, &mut quiet()).unwrap();
-    assert_eq!(run.seeds[0].generations, run.seeds[1].generations);
+    // The shortcut (seed 1 copied from seed 0) equals running seed 1.
+    let data = tokenize(&corpus, &spec).unwrap();
+    let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
+    let base = fit(&spec, data.tokenizer.vocab_size(), &real).unwrap();
+    let seed1 = run_seed(&spec, &data, &base, 1, &mut quiet()).unwrap();
+    assert_eq!(run.seeds[1], seed1);
+    assert_eq!(run.seeds[0].generations, seed1.generations);
     let g0 = &run.seeds[0].generations[0];
     assert!(g0.test_perplexity > 1.0 && g0.test_perplexity < run.vocab as f64);
     assert!(g0.surviving_types <= run.real_types);
     assert_eq!(g0.synthetic_log10_perplexity.len(), run.train_blocks);
     assert_eq!(run.real_log10_perplexity.len(), run.train_blocks);
+    for (strategy, decode, matters) in [
+        (Strategy::Accumulate, spec.decode, false),
+        (Strategy::Mix(0.1), spec.decode, true),
+        (Strategy::Keep(0.1), spec.decode, true),
+        (Strategy::AccumulateSubsample, spec.decode, true),
+        (Strategy::Replace, Decode::Sample, true),
+    ] {
+        let s = LmSpec {
+            strategy,
+            decode,
+            ..spec.clone()
+        };
+        assert_eq!(seed_matters(&s), matters, "{strategy:?} {decode:?}");
+    }
 }
 
 /// The collapse on a toy corpus: by sampling, rare types vanish from the synthetic data over

@@ -262,6 +262,24 @@ fn sampling_follows_the_model() {
     assert_eq!(model.sample(&[2], 5, &mut rng).len(), 5);
 }
 
+proptest! {
+    /// A token absent from the training data has at most gamma_1 / V after any history, and
+    /// exactly that after a history the model never saw.
+    #[test]
+    fn an_absent_token_keeps_only_the_smoothing_mass(
+        (seqs, vocab, order, history) in corpus()
+    ) {
+        // Token `vocab` (one past the data's tokens) never occurs.
+        let model = fit(&seqs, vocab + 1, order);
+        let absent = vocab as u32;
+        let bound = model.unseen_probability();
+        prop_assert!(model.prob(&history, absent) <= bound * (1.0 + 1e-12));
+        let unseen_history = vec![absent; MAX_ORDER];
+        let p = model.prob(&unseen_history, absent);
+        prop_assert!((p - bound).abs() <= 1e-15 * bound, "{p} vs {bound}");
+    }
+}
+
 #[test]
 fn bad_settings_are_refused() {
     let s: &[u32] = &[0, 1];
