@@ -292,7 +292,7 @@ fn figures(runs: &[(&str, LmRun)]) -> Vec<(String, Figure)> {
     ));
     // Histograms on common bins over every value shown.
     let shown = shown_generations(generations);
-    for (i, (name, run)) in runs.iter().enumerate() {
+    for (i, (_, run)) in runs.iter().enumerate() {
         let first = &run.seeds[0];
         let sets: Vec<(String, &[f64])> = std::iter::once((
             "real training blocks".to_string(),
@@ -326,7 +326,8 @@ fn figures(runs: &[(&str, LmRun)]) -> Vec<(String, Figure)> {
             format!("lm-perplexity-histogram-{i}"),
             Figure {
                 title: format!(
-                    "Per-block perplexity under the generation-0 model, {name} (seed {})",
+                    "Block perplexity under generation 0, {} (seed {})",
+                    run.spec.strategy.label(),
                     first.seed
                 ),
                 x_label: "log10 perplexity".into(),

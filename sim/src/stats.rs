@@ -556,6 +556,18 @@ pub fn ks_two_sample(a: &mut [f64], b: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_error_by_hand_and_of_equal_values() {
+        let m = MeanError::of(&[1.0, 2.0, 4.0]);
+        // Mean 7/3; sample variance ((4/3)^2 + (1/3)^2 + (5/3)^2) / 2 = 7/3; s.e. sqrt(7/9).
+        assert!((m.mean - 7.0 / 3.0).abs() < 1e-15);
+        assert!((m.stderr - (7.0f64 / 9.0).sqrt()).abs() < 1e-15);
+        // 0.1 three times: the rounded mean of the sum is not 0.1, the error is still 0.
+        let same = MeanError::of(&[0.1, 0.1, 0.1]);
+        assert_eq!((same.mean, same.stderr), (0.1, 0.0));
+        assert!(MeanError::of(&[3.0]).stderr.is_nan());
+    }
     use proptest::prelude::*;
 
     #[test]
@@ -699,6 +711,13 @@ pub struct MeanError {
 impl MeanError {
     pub fn of(values: &[f64]) -> MeanError {
         let n = values.len() as f64;
+        // Equal values have standard error 0 exactly (their rounded mean need not equal them).
+        if values.len() > 1 && values.iter().all(|&v| v == values[0]) {
+            return MeanError {
+                mean: values[0],
+                stderr: 0.0,
+            };
+        }
         let mean = values.iter().sum::<f64>() / n;
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
         MeanError {
