@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use collapse_analysis::Strategy;
 use collapse_sim::data;
-use collapse_sim::lm::{Decode, Event, LmRun, LmSpec, ModelKind};
+use collapse_sim::lm::{Control, Decode, Event, LmError, LmRun, LmSpec, ModelKind};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,9 +67,13 @@ pub(crate) struct LmArgs {
     #[arg(long)]
     json: bool,
     /// Folder for the results (lm.parquet, summary.parquet, perplexities.parquet,
-    /// survival.parquet, samples.csv).
+    /// survival.parquet, samples.csv) and the seeds' checkpoints (DIR/checkpoints, written
+    /// after every generation).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Continue the run whose checkpoints are in --out.
+    #[arg(long)]
+    resume: bool,
 }
 
 impl LmArgs {
@@ -123,6 +127,9 @@ impl LmArgs {
 
 pub(crate) fn command(args: LmArgs) -> Result<()> {
     let spec = args.spec()?;
+    if args.resume && args.out.is_none() {
+        bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
+    }
     if args.threads == Some(0) {
         bail!("invalid --threads: must be at least 1");
     }
@@ -134,6 +141,22 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
             "invalid --out: {} exists and is not a folder",
             out.display()
         );
+    }
+    if let Some(out) = &args.out
+        && !args.resume
+    {
+        // Refused before any work (the run would refuse it after tokenizing).
+        for s in 0..spec.seeds as u64 {
+            let file = out
+                .join("checkpoints")
+                .join(format!("seed-{}.ckpt", spec.seed + s));
+            if file.exists() {
+                bail!(
+                    "checkpoint {} exists: pass --resume to continue that run, or delete it",
+                    file.display()
+                );
+            }
+        }
     }
     let corpus = data::load_corpus(&args.corpus)?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -162,7 +185,27 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
             ),
         }
     };
-    let run = pool.install(|| collapse_sim::lm::simulate(&corpus, &spec, &mut progress))?;
+    crate::pieces::catch_signals()?;
+    let mut control = Control {
+        checkpoint_dir: args.out.as_ref().map(|d| d.join("checkpoints")),
+        resume: args.resume,
+        stop: &crate::pieces::STOP,
+        progress: &mut progress,
+    };
+    let run = match pool.install(|| collapse_sim::lm::simulate_with(&corpus, &spec, &mut control)) {
+        Ok(run) => run,
+        Err(LmError::Interrupted) => {
+            let kept = match &args.out {
+                Some(d) => format!(
+                    "the checkpoints in {} keep the finished generations; run the same command with --resume to continue",
+                    d.join("checkpoints").display()
+                ),
+                None => "nothing was saved (without --out a run keeps no checkpoints)".into(),
+            };
+            return Err(crate::pieces::Interrupted { kept }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(out) = &args.out {
         collapse_reports::lm::write_run(&run, out)
             .with_context(|| format!("writing the results to {}", out.display()))?;

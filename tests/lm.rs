@@ -49,6 +49,7 @@ fn bad_input_is_refused_in_one_line() {
         (&["--repetition-penalty", "NaN"], "repetition penalty"),
         (&["--repetition-penalty", "0.5"], "repetition penalty"),
         (&["--threads", "0"], "--threads"),
+        (&["--resume"], "--out"),
     ] {
         refused(&collapse(args), needle);
     }
@@ -109,7 +110,23 @@ fn quick_run_json_files_and_collapse() {
         );
         serde_json::from_slice(&out.stdout).expect("one JSON object")
     };
-    let replace = run(&["--out", out_dir.to_str().unwrap()]);
+    let out = out_dir.to_str().unwrap();
+    let replace = run(&["--out", out]);
+    // The checkpoints of a finished run: refused without --resume; with it, the same results.
+    refused(
+        &collapse(&[
+            "--generations",
+            "3",
+            "--blocks",
+            "1500",
+            "--json",
+            "--out",
+            out,
+        ]),
+        "pass --resume",
+    );
+    assert_eq!(run(&["--out", out, "--resume"]), replace);
+    assert!(out_dir.join("checkpoints/seed-0.ckpt").is_file());
     assert_eq!(replace["process"], "lm");
     assert_eq!(replace["vocab"], 4096);
     assert_eq!(replace["train_blocks"], 1500);

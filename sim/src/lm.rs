@@ -38,6 +38,7 @@
 //! through the strategy's draws and `--decode sample`.
 
 pub mod bpe;
+mod checkpoint;
 pub mod ngram;
 
 use crate::SimError;
@@ -49,6 +50,10 @@ use collapse_analysis::strategy::{Strategy, round_fraction};
 use ngram::NGram;
 use rayon::prelude::*;
 use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use checkpoint::CheckpointError;
 
 /// The model fitted at every generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,15 +390,59 @@ fn fit(spec: &LmSpec, vocab: usize, blocks: &[&[u32]]) -> Result<NGram, SimError
     NGram::fit(blocks, vocab, order)
 }
 
-/// Runs every seed of `spec` on `corpus`.
+/// How a run is checkpointed, stopped and watched.
+pub struct Control<'a> {
+    /// Folder of the seeds' checkpoint files (None: no checkpoints).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoints (else an existing one is refused).
+    pub resume: bool,
+    /// Set (by a signal handler) to stop at the next generation boundary, after saving.
+    pub stop: &'a AtomicBool,
+    pub progress: &'a mut (dyn FnMut(Event) + Send),
+}
+
+/// Errors of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// Stopped by request after saving a checkpoint.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Runs every seed of `spec` on `corpus` in memory (no checkpoints, no stop).
 pub fn simulate(
     corpus: &Corpus,
     spec: &LmSpec,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<LmRun, SimError> {
+    let stop = AtomicBool::new(false);
+    let mut control = Control {
+        checkpoint_dir: None,
+        resume: false,
+        stop: &stop,
+        progress,
+    };
+    simulate_with(corpus, spec, &mut control).map_err(|e| match e {
+        LmError::Sim(e) => e,
+        // Neither a checkpoint nor a stop exists without them.
+        other => unreachable!("an in-memory run failed with {other}"),
+    })
+}
+
+/// Runs every seed of `spec` on `corpus` under `control`: each seed's checkpoint is written
+/// after every generation, and a resumed run gives the uninterrupted run's results.
+pub fn simulate_with(
+    corpus: &Corpus,
+    spec: &LmSpec,
+    control: &mut Control,
+) -> Result<LmRun, LmError> {
     spec.validate()?;
     let data = tokenize(corpus, spec)?;
-    progress(Event::Tokenized {
+    (control.progress)(Event::Tokenized {
         vocab: data.tokenizer.vocab_size(),
         train_blocks: data.train.len(),
         test_blocks: data.test.len(),
@@ -411,7 +460,7 @@ pub fn simulate(
                 seed,
                 generations: first.generations.clone(),
             },
-            _ => run_seed(spec, &data, &base, seed, progress)?,
+            _ => run_seed_with(spec, &data, &base, seed, control)?,
         };
         seeds.push(run);
     }
@@ -427,6 +476,21 @@ pub fn simulate(
     })
 }
 
+/// What a checkpoint must match: every setting that changes a seed's run.
+fn identity(spec: &LmSpec) -> String {
+    format!(
+        "lm corpus {} model {:?} vocab {} block {} generations {} strategy {} decode {:?} blocks {:?}",
+        spec.corpus,
+        spec.model,
+        spec.vocab_size,
+        spec.block,
+        spec.generations,
+        spec.strategy.label(),
+        spec.decode,
+        spec.max_blocks
+    )
+}
+
 /// Whether the seed changes a run: only through a random strategy (`mix`, `keep`,
 /// `accumulate-subsample`) or sampled continuations; beam search is deterministic.
 pub fn seed_matters(spec: &LmSpec) -> bool {
@@ -434,8 +498,7 @@ pub fn seed_matters(spec: &LmSpec) -> bool {
         || !matches!(spec.strategy, Strategy::Replace | Strategy::Accumulate)
 }
 
-/// One seed: generation 0 is `base` (fitted to the real blocks); each later one is fitted to
-/// the strategy's training set.
+/// One seed in memory (see [`run_seed_with`]).
 pub fn run_seed(
     spec: &LmSpec,
     data: &Tokenized,
@@ -443,6 +506,29 @@ pub fn run_seed(
     seed: u64,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<SeedRun, SimError> {
+    let stop = AtomicBool::new(false);
+    let mut control = Control {
+        checkpoint_dir: None,
+        resume: false,
+        stop: &stop,
+        progress,
+    };
+    run_seed_with(spec, data, base, seed, &mut control).map_err(|e| match e {
+        LmError::Sim(e) => e,
+        other => unreachable!("an in-memory seed failed with {other}"),
+    })
+}
+
+/// One seed: generation 0 is `base` (fitted to the real blocks); each later one is fitted to
+/// the strategy's training set. With a checkpoint folder, the seed's state is saved after
+/// every generation and a saved state is continued.
+pub fn run_seed_with(
+    spec: &LmSpec,
+    data: &Tokenized,
+    base: &NGram,
+    seed: u64,
+    control: &mut Control,
+) -> Result<SeedRun, LmError> {
     let vocab = data.tokenizer.vocab_size();
     let n = data.train.len();
     let mut kept_order: Vec<u32> = (0..n as u32).collect();
@@ -450,11 +536,29 @@ pub fn run_seed(
         &mut kept_order,
         &mut rng_for(seed, Purpose::KeptOrder, 0, 0),
     );
-    // Every synthetic set so far (accumulating strategies need them all).
-    let mut sets: Vec<Vec<Vec<u32>>> = Vec::new();
-    let mut generations = Vec::with_capacity(spec.generations);
+    let identity = identity(spec);
+    let file = control
+        .checkpoint_dir
+        .as_ref()
+        .map(|dir| crate::checkpoint::path(dir, seed));
+    // Every synthetic set the next generation needs (accumulating strategies: all of them).
+    let saved = match &file {
+        Some(path) => checkpoint::load(path, &identity, seed, control.resume)?,
+        None => None,
+    };
+    let checkpoint::SeedState {
+        mut generations,
+        mut sets,
+    } = saved.unwrap_or(checkpoint::SeedState {
+        generations: Vec::with_capacity(spec.generations),
+        sets: Vec::new(),
+    });
+    let accumulating = matches!(
+        spec.strategy,
+        Strategy::Accumulate | Strategy::AccumulateSubsample
+    );
     let mut current: Option<NGram>;
-    for g in 0..spec.generations {
+    for g in generations.len()..spec.generations {
         let model = match g {
             0 => base,
             _ => {
@@ -472,22 +576,26 @@ pub fn run_seed(
         };
         let synthetic = continue_blocks(model, &data.train, spec, seed, g);
         let metrics = measure(g, model, base, data, &synthetic);
-        progress(Event::Generation {
+        (control.progress)(Event::Generation {
             seed,
             generation: g,
             test_perplexity: metrics.test_perplexity,
             surviving_types: metrics.surviving_types,
         });
         generations.push(metrics);
-        let accumulating = matches!(
-            spec.strategy,
-            Strategy::Accumulate | Strategy::AccumulateSubsample
-        );
+        // Without accumulation the only set kept is S_g, at index 0.
         if !accumulating {
             sets.clear();
         }
-        // Without accumulation the only set kept is S_g, at index 0.
         sets.push(synthetic);
+        if let Some(path) = &file {
+            let state = checkpoint::SeedState { generations, sets };
+            checkpoint::save(path, &identity, seed, &state)?;
+            (generations, sets) = (state.generations, state.sets);
+        }
+        if control.stop.load(Ordering::SeqCst) && g + 1 < spec.generations {
+            return Err(LmError::Interrupted);
+        }
     }
     Ok(SeedRun { seed, generations })
 }

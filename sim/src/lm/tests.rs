@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::atomic::AtomicBool;
 
 /// A small corpus of English-like documents with a skewed word distribution.
 fn toy_corpus(documents: usize) -> Corpus {
@@ -243,4 +244,75 @@ fn bad_specs_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("both parts need at least one"), "{err}");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("collapse-lm-unit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Stopped after every generation and resumed until done, a run equals the uninterrupted one
+/// (accumulate: every synthetic set goes through the checkpoint); the checkpoints of another
+/// spec, a damaged one, and one without --resume are refused.
+#[test]
+fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
+    let corpus = toy_corpus(30);
+    let mut spec = small_spec();
+    spec.strategy = Strategy::AccumulateSubsample;
+    spec.generations = 4;
+    spec.seeds = 2;
+    let whole = simulate(&corpus, &spec, &mut quiet()).unwrap();
+    let dir = scratch("resume");
+    let stop = AtomicBool::new(true);
+    let mut progress = quiet();
+    let mut stops = 0;
+    let resumed = loop {
+        let mut control = Control {
+            checkpoint_dir: Some(dir.clone()),
+            resume: stops > 0,
+            stop: &stop,
+            progress: &mut progress,
+        };
+        match simulate_with(&corpus, &spec, &mut control) {
+            Ok(run) => break run,
+            Err(LmError::Interrupted) => stops += 1,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Three stops per seed (after generations 0, 1, 2; the last generation ends the seed).
+    assert_eq!(stops, 6);
+    assert!(resumed == whole, "the resumed run differs");
+    let path = crate::checkpoint::path(&dir, spec.seed);
+    let go = AtomicBool::new(false);
+    let control = |resume| Control {
+        checkpoint_dir: Some(dir.clone()),
+        resume,
+        stop: &go,
+        progress: Box::leak(Box::new(quiet())),
+    };
+    let err = simulate_with(&corpus, &spec, &mut control(false))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pass --resume"), "{err}");
+    let mut other = spec.clone();
+    other.generations = 5;
+    let err = simulate_with(&corpus, &other, &mut control(true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("belongs to another run"), "{err}");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = simulate_with(&corpus, &spec, &mut control(true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("damaged (checksum mismatch)"), "{err}");
+    std::fs::write(&path, &bytes[..20]).unwrap();
+    let err = simulate_with(&corpus, &spec, &mut control(true))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("damaged"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
