@@ -5,15 +5,26 @@
 //!   (criterion's "elem/s" are bytes/s);
 //! - the 3-gram Kneser–Ney fit on 64-token training blocks (tokens/s);
 //! - generation: continuing 64 blocks by 64 tokens with 5-beam search and repetition penalty
-//!   3.0 (the paper's decoding), and by sampling, on 1 and 2 threads (generated tokens/s).
+//!   3.0 (the paper's decoding), and by sampling, on 1 and 2 threads (generated tokens/s);
+//! - the transformer (`lm::transformer`, the default shape: 4,096 tokens, width 128, 2 layers
+//!   of 4 heads, context 128; 937,600 parameters): one AdamW training step on 16 sequences of
+//!   128 tokens on 1 and 2 threads (training tokens/s), and continuing 8 blocks by 64 tokens
+//!   with KV-cached 5-beam search, penalty 3.0 (generated tokens/s).
+//!
+//! Then, when `python3 -c "import jax"` succeeds, it times the same transformer training step
+//! here and in `benches/peers/lm_transformer_jax.py` (plain JAX, jit-compiled, the same model,
+//! AdamW and clipping) on one thread, alternating rounds, and prints the ratio.
 
 use collapse_sim::data::{Corpus, Part};
 use collapse_sim::lm::bpe::Bpe;
 use collapse_sim::lm::ngram::NGram;
+use collapse_sim::lm::transformer::{Config, Optimizer, Training, Transformer};
 use collapse_sim::rng::{ChainRng, stream};
 use criterion::{Criterion, Throughput};
 use rayon::prelude::*;
 use std::hint::black_box;
+use std::process::Command;
+use std::time::Instant;
 
 const BLOCK: usize = 64;
 const PROMPTS: usize = 64;
@@ -109,6 +120,167 @@ fn benches(c: &mut Criterion) {
         });
     }
     group.finish();
+    transformer_benches(c, &blocks);
+}
+
+/// The default transformer shape, as the peer's `--config default`.
+const SHAPE: Config = Config {
+    vocab: 4096,
+    context: 128,
+    width: 128,
+    layers: 2,
+    heads: 4,
+};
+/// Sequences of `SHAPE.context` tokens per training step.
+const TRAIN_BATCH: usize = 16;
+
+/// A model, its optimiser and one fixed batch of training sequences.
+struct Stepper {
+    model: Transformer,
+    optimizer: Optimizer,
+    batch: Vec<Vec<u32>>,
+}
+
+impl Stepper {
+    fn new() -> Stepper {
+        let mut rng = ChainRng::for_chain(0, stream::TEST, 0);
+        let model = Transformer::new(SHAPE, &mut rng).expect("a model");
+        let batch = (0..TRAIN_BATCH)
+            .map(|_| {
+                (0..SHAPE.context)
+                    .map(|_| (rng.next_u64() % SHAPE.vocab as u64) as u32)
+                    .collect()
+            })
+            .collect();
+        let optimizer = Optimizer::new(Training {
+            epochs: 1,
+            batch: TRAIN_BATCH,
+            lr: 1e-3,
+            weight_decay: 0.1,
+            clip: 1.0,
+        })
+        .expect("an optimiser");
+        Stepper {
+            model,
+            optimizer,
+            batch,
+        }
+    }
+
+    fn step(&mut self) -> f64 {
+        let refs: Vec<&[u32]> = self.batch.iter().map(Vec::as_slice).collect();
+        self.model.zero_grad();
+        let loss = self.model.loss_and_gradients(&refs);
+        self.optimizer
+            .step(&mut self.model, 1e-3)
+            .expect("a finite gradient");
+        loss
+    }
+}
+
+fn transformer_benches(c: &mut Criterion, blocks: &[Vec<u32>]) {
+    let tokens = (TRAIN_BATCH * SHAPE.context) as u64;
+    let mut group = c.benchmark_group("lm/transformer_train_step");
+    group.throughput(Throughput::Elements(tokens));
+    group.sample_size(10);
+    for threads in [1, 2] {
+        let p = pool(threads);
+        let mut s = Stepper::new();
+        group.bench_function(format!("batch_{TRAIN_BATCH}x128_{threads}_thread"), |b| {
+            p.install(|| b.iter(|| black_box(s.step())))
+        });
+    }
+    group.finish();
+
+    let model = Stepper::new().model;
+    let prompts = &blocks[..8.min(blocks.len())];
+    let mut group = c.benchmark_group("lm/transformer_generate");
+    group.throughput(Throughput::Elements((prompts.len() * BLOCK) as u64));
+    group.sample_size(10);
+    for threads in [1, 2] {
+        let p = pool(threads);
+        group.bench_function(format!("beam5_penalty3_{threads}_thread"), |b| {
+            p.install(|| {
+                b.iter(|| {
+                    let out: Vec<Vec<u32>> = prompts
+                        .par_iter()
+                        .map(|pr| model.beam_search(pr, BLOCK, 5, 3.0).expect("fits"))
+                        .collect();
+                    black_box(out)
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Our best training tokens/s on one thread over three timed spells.
+fn ours(seconds: f64) -> f64 {
+    pool(1).install(|| {
+        let mut s = Stepper::new();
+        for _ in 0..2 {
+            s.step();
+        }
+        let mut best: f64 = 0.0;
+        for _ in 0..3 {
+            let start = Instant::now();
+            let mut steps = 0;
+            while start.elapsed().as_secs_f64() < seconds / 3.0 {
+                black_box(s.step());
+                steps += 1;
+            }
+            let tokens = steps * TRAIN_BATCH * SHAPE.context;
+            best = best.max(tokens as f64 / start.elapsed().as_secs_f64());
+        }
+        best
+    })
+}
+
+/// The peer's best training tokens/s on one thread.
+fn peer() -> Option<f64> {
+    let out = Command::new("python3")
+        .arg("benches/peers/lm_transformer_jax.py")
+        .args(["--config", "default", "--threads", "1"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "lm_transformer_jax.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
+    line["tokens_per_second_best"].as_f64()
+}
+
+/// Rounds of the peer comparison, alternating sides so that a slow spell hits both.
+const ROUNDS: usize = 2;
+
+fn compare(skip: bool) {
+    if skip {
+        return;
+    }
+    let jax = Command::new("python3")
+        .args(["-c", "import jax"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !jax {
+        println!("lm peer: JAX is not installed (pip install \"jax[cpu]\"): skipped");
+        return;
+    }
+    for round in 1..=ROUNDS {
+        let ours = ours(6.0);
+        let Some(theirs) = peer() else {
+            return;
+        };
+        println!(
+            "lm transformer training step (16 x 128 tokens, 937,600 parameters), one thread, \
+             round {round}: ours {ours:.0} tokens/s, JAX {theirs:.0} tokens/s: {:.2}x",
+            ours / theirs
+        );
+    }
 }
 
 fn main() {
@@ -116,4 +288,9 @@ fn main() {
     let mut criterion = Criterion::default().without_plots().configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();
+    // Under `cargo test --all-targets` (no --bench) criterion runs each bench once: a smoke run.
+    // A filtered run (`cargo bench --bench lm -- NAME`) skips the peer comparison.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filtered = args.iter().any(|a| !a.starts_with('-'));
+    compare(!args.iter().any(|a| a == "--bench") || filtered);
 }

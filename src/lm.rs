@@ -1,11 +1,14 @@
 //! `collapse simulate lm`: language-model generations on a real corpus (`collapse_sim::lm`).
 
-use crate::pieces::stat;
-use anyhow::{Context, Result, bail};
+use crate::pieces::{self, plus_minus, stat};
+use anyhow::{Result, bail};
 use clap::Args;
 use collapse_analysis::Strategy;
+use collapse_reports::lm::write_run;
 use collapse_sim::data;
-use collapse_sim::lm::{Control, Decode, Event, LmError, LmRun, LmSpec, ModelKind};
+use collapse_sim::lm::{
+    Control, Decode, Event, LmError, LmRun, LmSpec, ModelKind, TransformerSpec,
+};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,17 +18,42 @@ pub(crate) struct LmArgs {
     /// Text corpus (see `collapse data list`): brown or kjv.
     #[arg(long, default_value = "brown")]
     corpus: String,
-    /// ngram (interpolated Kneser–Ney); transformer is not available yet.
+    /// ngram (interpolated Kneser–Ney, fitted afresh every generation) or transformer (a
+    /// base trained once on the real training windows, fine-tuned every generation).
     #[arg(long, default_value = "ngram")]
     model: String,
-    /// Order of the n-gram model (1..=4).
-    #[arg(long, default_value_t = 3)]
-    order: usize,
+    /// Order of the n-gram model (1..=4) [default: 3].
+    #[arg(long)]
+    order: Option<usize>,
+    /// Transformer: width of the residual stream [default: 128].
+    #[arg(long)]
+    width: Option<usize>,
+    /// Transformer: layers [default: 2].
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Transformer: attention heads (dividing the width) [default: 4].
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Transformer: epochs of the base over the real training windows [default: 1].
+    #[arg(long)]
+    base_epochs: Option<usize>,
+    /// Transformer: train the base on the first N training windows only [default: all].
+    #[arg(long)]
+    base_windows: Option<usize>,
+    /// Transformer: sequences per training step [default: 16].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Transformer: peak learning rate of fine-tuning [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Transformer: peak learning rate of the base [default: 2e-3].
+    #[arg(long)]
+    base_lr: Option<f32>,
     /// Models fitted: generation 0 on the real training blocks, then G - 1 on synthetic ones.
     #[arg(long, default_value_t = 10)]
     generations: usize,
-    /// Fine-tuning epochs per generation (a transformer's setting; an n-gram is fitted
-    /// exactly, so it refuses this option).
+    /// Transformer: fine-tuning epochs per generation (the paper: 5, and 10 with real data
+    /// kept) [default: 5]. An n-gram is fitted exactly and refuses it.
     #[arg(long)]
     epochs: Option<usize>,
     /// Keep a fresh random fraction F of the real training blocks in every generation's
@@ -60,12 +88,8 @@ pub(crate) struct LmArgs {
     /// First seed S.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (results do not depend on it).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// One JSON object on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: pieces::ModelRunArgs,
     /// Folder for the results (lm.parquet, summary.parquet, perplexities.parquet,
     /// survival.parquet, samples.csv) and the seeds' checkpoints (DIR/checkpoints, written
     /// after every generation).
@@ -78,19 +102,48 @@ pub(crate) struct LmArgs {
 
 impl LmArgs {
     fn spec(&self) -> Result<LmSpec> {
+        let transformer_options = [
+            ("--width", self.width.is_some()),
+            ("--layers", self.layers.is_some()),
+            ("--heads", self.heads.is_some()),
+            ("--epochs", self.epochs.is_some()),
+            ("--base-epochs", self.base_epochs.is_some()),
+            ("--base-windows", self.base_windows.is_some()),
+            ("--batch", self.batch.is_some()),
+            ("--lr", self.lr.is_some()),
+            ("--base-lr", self.base_lr.is_some()),
+        ];
+        let mut spec = LmSpec::new(&self.corpus, self.order.unwrap_or(3));
         match self.model.as_str() {
-            "ngram" => {}
-            "transformer" => bail!(
-                "invalid --model transformer: not available yet in this version (use --model ngram)"
-            ),
+            "ngram" => {
+                if let Some((option, _)) = transformer_options.iter().find(|o| o.1) {
+                    bail!(
+                        "invalid {option}: an n-gram model is fitted exactly, it has no such setting ({option} is for --model transformer)"
+                    );
+                }
+            }
+            "transformer" => {
+                if let Some(order) = self.order {
+                    bail!(
+                        "invalid --order {order}: it is the n-gram's setting, not the transformer's"
+                    );
+                }
+                let d = TransformerSpec::DEFAULT;
+                spec.model = ModelKind::Transformer(TransformerSpec {
+                    width: self.width.unwrap_or(d.width),
+                    layers: self.layers.unwrap_or(d.layers),
+                    heads: self.heads.unwrap_or(d.heads),
+                    base_epochs: self.base_epochs.unwrap_or(d.base_epochs),
+                    base_windows: self.base_windows.or(d.base_windows),
+                    epochs: self.epochs.unwrap_or(d.epochs),
+                    batch: self.batch.unwrap_or(d.batch),
+                    base_lr: self.base_lr.unwrap_or(d.base_lr),
+                    lr: self.lr.unwrap_or(d.lr),
+                    weight_decay: d.weight_decay,
+                });
+            }
             other => bail!("invalid --model '{other}': expected ngram or transformer"),
         }
-        if let Some(e) = self.epochs {
-            bail!(
-                "invalid --epochs {e}: an n-gram model is fitted exactly, it has no epochs (--epochs is for --model transformer)"
-            );
-        }
-        let mut spec = LmSpec::new(&self.corpus, self.order);
         spec.strategy = match (&self.keep_real, &self.strategy) {
             (Some(_), Some(_)) => {
                 bail!(
@@ -127,29 +180,17 @@ impl LmArgs {
 
 pub(crate) fn command(args: LmArgs) -> Result<()> {
     let spec = args.spec()?;
-    if args.resume && args.out.is_none() {
+    let out = args.out.as_deref();
+    if args.resume && out.is_none() {
         bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
     }
-    if args.threads == Some(0) {
-        bail!("invalid --threads: must be at least 1");
-    }
-    if let Some(out) = &args.out
-        && out.exists()
-        && !out.is_dir()
-    {
-        bail!(
-            "invalid --out: {} exists and is not a folder",
-            out.display()
-        );
-    }
-    if let Some(out) = &args.out
+    pieces::check_threads_and_out_dir(args.run.threads, out)?;
+    if let Some(out) = out
         && !args.resume
     {
         // Refused before any work (the run would refuse it after tokenizing).
         for s in 0..spec.seeds as u64 {
-            let file = out
-                .join("checkpoints")
-                .join(format!("seed-{}.ckpt", spec.seed + s));
+            let file = pieces::checkpoint_dir(out).join(format!("seed-{}.ckpt", spec.seed + s));
             if file.exists() {
                 bail!(
                     "checkpoint {} exists: pass --resume to continue that run, or delete it",
@@ -159,10 +200,7 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
         }
     }
     let corpus = data::load_corpus(&args.corpus)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.unwrap_or(0))
-        .build()
-        .context("starting the worker threads")?;
+    let pool = pieces::worker_pool(args.run.threads)?;
     let start = Instant::now();
     // Finished steps on stderr, on a terminal or not (batch logs show how far a run got).
     let mut progress = |e: Event| {
@@ -175,6 +213,24 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
             } => eprintln!(
                 "[{t:>7.1} s] tokenizer: {vocab} tokens; {train_blocks} training and {test_blocks} test blocks"
             ),
+            Event::Training {
+                seed,
+                generation,
+                step,
+                steps,
+                loss,
+            } => {
+                // Every tenth of a training run, and its last step.
+                if step == steps || step % steps.div_ceil(10) == 0 {
+                    let who = match seed {
+                        None => "base".to_string(),
+                        Some(s) => format!("seed {s} generation {generation}"),
+                    };
+                    eprintln!(
+                        "[{t:>7.1} s] {who}: training step {step}/{steps}, loss {loss:.3} nats/token"
+                    );
+                }
+            }
             Event::Generation {
                 seed,
                 generation,
@@ -185,42 +241,40 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
             ),
         }
     };
-    crate::pieces::catch_signals()?;
+    pieces::catch_signals()?;
     let mut control = Control {
-        checkpoint_dir: args.out.as_ref().map(|d| d.join("checkpoints")),
+        checkpoint_dir: out.map(pieces::checkpoint_dir),
         resume: args.resume,
-        stop: &crate::pieces::STOP,
+        stop: &pieces::STOP,
         progress: &mut progress,
     };
     let run = match pool.install(|| collapse_sim::lm::simulate_with(&corpus, &spec, &mut control)) {
         Ok(run) => run,
-        Err(LmError::Interrupted) => {
-            let kept = match &args.out {
-                Some(d) => format!(
-                    "the checkpoints in {} keep the finished generations; run the same command with --resume to continue",
-                    d.join("checkpoints").display()
-                ),
-                None => "nothing was saved (without --out a run keeps no checkpoints)".into(),
-            };
-            return Err(crate::pieces::Interrupted { kept }.into());
-        }
+        Err(LmError::Interrupted) => return Err(pieces::interrupted(out, "generations")),
         Err(e) => return Err(e.into()),
     };
-    if let Some(out) = &args.out {
-        collapse_reports::lm::write_run(&run, out)
-            .with_context(|| format!("writing the results to {}", out.display()))?;
-    }
-    if args.json {
-        outln!("{}", serde_json::to_string(&to_json(&run))?);
-    } else {
-        print_table(&run)?;
-    }
-    Ok(())
+    pieces::write_and_print(&run, out, args.run.json, write_run, to_json, print_table)
 }
 
 fn to_json(run: &LmRun) -> Value {
     let spec = &run.spec;
-    let ModelKind::Ngram { order } = spec.model;
+    let settings = match spec.model {
+        ModelKind::Ngram { order } => json!({ "order": order }),
+        ModelKind::Transformer(t) => json!({
+            "width": t.width,
+            "layers": t.layers,
+            "heads": t.heads,
+            "context": 2 * spec.block,
+            "parameters": t.config(run.vocab, spec.block).parameters(),
+            "base_epochs": t.base_epochs,
+            "base_windows": t.base_windows,
+            "epochs": t.epochs,
+            "batch": t.batch,
+            "base_lr": t.base_lr,
+            "lr": t.lr,
+            "weight_decay": t.weight_decay,
+        }),
+    };
     let rows: Vec<Value> = run
         .summary_rows()
         .iter()
@@ -260,7 +314,7 @@ fn to_json(run: &LmRun) -> Value {
         "process": "lm",
         "corpus": spec.corpus,
         "model": spec.model.name(),
-        "order": order,
+        "model_settings": settings,
         "vocab": run.vocab,
         "block": spec.block,
         "train_blocks": run.train_blocks,
@@ -279,14 +333,13 @@ fn to_json(run: &LmRun) -> Value {
 
 fn print_table(run: &LmRun) -> Result<()> {
     let spec = &run.spec;
-    let ModelKind::Ngram { order } = spec.model;
     outln!(
-        "lm: {} ({} training blocks of {} tokens, {} test blocks), {}-gram Kneser–Ney, {} BPE tokens, {} decode, strategy {}, {} seed(s) from {}",
+        "lm: {} ({} training blocks of {} tokens, {} test blocks), {}, {} BPE tokens, {} decode, strategy {}, {} seed(s) from {}",
         spec.corpus,
         run.train_blocks,
         spec.block,
         run.test_blocks,
-        order,
+        spec.model.describe(run.vocab, spec.block),
         run.vocab,
         spec.decode.name(),
         spec.strategy.label(),
@@ -301,23 +354,16 @@ fn print_table(run: &LmRun) -> Result<()> {
     outln!(
         "generation\ttest ppl\tsynthetic ppl median\tp95\tsurviving types\tdistinct-2\tseq-rep-4"
     );
-    let pm = |m: collapse_sim::stats::MeanError, digits: usize| {
-        if m.stderr.is_finite() {
-            format!("{:.digits$} ± {:.digits$}", m.mean, m.stderr)
-        } else {
-            format!("{:.digits$}", m.mean)
-        }
-    };
     for r in run.summary_rows() {
         outln!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.generation,
-            pm(r.test_perplexity, 2),
-            pm(r.synthetic_perplexity_median, 2),
-            pm(r.synthetic_perplexity_p95, 2),
-            pm(r.surviving_types, 0),
-            pm(r.distinct_2, 3),
-            pm(r.seq_rep_4, 3)
+            plus_minus(r.test_perplexity, 2),
+            plus_minus(r.synthetic_perplexity_median, 2),
+            plus_minus(r.synthetic_perplexity_p95, 2),
+            plus_minus(r.surviving_types, 0),
+            plus_minus(r.distinct_2, 3),
+            plus_minus(r.seq_rep_4, 3)
         );
     }
     Ok(())

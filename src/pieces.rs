@@ -113,6 +113,84 @@ pub(crate) struct Interrupted {
     pub kept: String,
 }
 
+// The learned models' commands (`simulate lm`, `simulate vae`): their runs keep per-seed
+// checkpoints in --out DIR and are written and printed alike.
+
+/// Options both take, flattened where they stand in each one's help.
+#[derive(Args)]
+pub(crate) struct ModelRunArgs {
+    /// Worker threads (results do not depend on it).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--threads` at least 1 and `--out` a folder or not there yet.
+pub(crate) fn check_threads_and_out_dir(threads: Option<usize>, out: Option<&Path>) -> Result<()> {
+    if threads == Some(0) {
+        bail!("invalid --threads: must be at least 1");
+    }
+    if let Some(out) = out
+        && out.exists()
+        && !out.is_dir()
+    {
+        bail!(
+            "invalid --out: {} exists and is not a folder",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The run's worker threads: `threads`, or rayon's default count.
+pub(crate) fn worker_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .context("starting the worker threads")
+}
+
+/// Where a run with --out DIR keeps its seeds' checkpoints.
+pub(crate) fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoints")
+}
+
+/// The error of a run stopped by SIGINT/SIGTERM (exit 128 + the signal, see
+/// [`interrupted_exit_code`]): what its checkpoints keep, `finished` being what they are saved
+/// after ("generations", "epochs").
+pub(crate) fn interrupted(out: Option<&Path>, finished: &str) -> anyhow::Error {
+    let kept = match out {
+        Some(d) => format!(
+            "the checkpoints in {} keep the finished {finished}; run the same command with --resume to continue",
+            checkpoint_dir(d).display()
+        ),
+        None => "nothing was saved (without --out a run keeps no checkpoints)".into(),
+    };
+    Interrupted { kept }.into()
+}
+
+/// Writes a finished run into --out DIR (if given), then prints it: one JSON object or a table.
+pub(crate) fn write_and_print<R, W>(
+    run: &R,
+    out: Option<&Path>,
+    json: bool,
+    write: fn(&R, &Path) -> Result<W, collapse_reports::ReportError>,
+    to_json: fn(&R) -> serde_json::Value,
+    print_table: fn(&R) -> Result<()>,
+) -> Result<()> {
+    if let Some(out) = out {
+        write(run, out).with_context(|| format!("writing the results to {}", out.display()))?;
+    }
+    if json {
+        outln!("{}", serde_json::to_string(&to_json(run))?);
+        Ok(())
+    } else {
+        print_table(run)
+    }
+}
+
 /// The exit code of a run stopped by a signal: 128 + its number.
 pub(crate) fn interrupted_exit_code(e: &anyhow::Error) -> Option<i32> {
     e.chain()
@@ -404,4 +482,13 @@ pub(crate) fn stat(m: collapse_sim::stats::MeanError) -> serde_json::Value {
         }
     };
     serde_json::json!({"mean": finite(m.mean), "stderr": finite(m.stderr)})
+}
+
+/// "mean ± stderr" with `digits` decimals, the mean alone where there is no standard error.
+pub(crate) fn plus_minus(m: collapse_sim::stats::MeanError, digits: usize) -> String {
+    if m.stderr.is_finite() {
+        format!("{:.digits$} ± {:.digits$}", m.mean, m.stderr)
+    } else {
+        format!("{:.digits$}", m.mean)
+    }
 }

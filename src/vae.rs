@@ -1,9 +1,10 @@
 //! `collapse simulate vae`: VAE generations on real digits (`collapse_sim::vae`).
 
-use crate::pieces::stat;
-use anyhow::{Context, Result, bail};
+use crate::pieces::{self, plus_minus, stat};
+use anyhow::{Result, bail};
 use clap::Args;
 use collapse_analysis::Strategy;
+use collapse_reports::vae::write_run;
 use collapse_sim::data;
 use collapse_sim::vae::{Arch, Control, DataSplit, Event, Synthetic, VaeError, VaeRun, VaeSpec};
 use serde_json::{Value, json};
@@ -53,12 +54,8 @@ pub(crate) struct VaeArgs {
     /// Use only the first N images of the data set (quick runs).
     #[arg(long)]
     images: Option<usize>,
-    /// Worker threads (results do not depend on it).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// One JSON object on stdout.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    run: pieces::ModelRunArgs,
     /// Folder for the results (vae.parquet, summary.parquet, sample grids) and the seeds'
     /// checkpoints (DIR/checkpoints).
     #[arg(long)]
@@ -97,7 +94,8 @@ impl VaeArgs {
 
 pub(crate) fn command(args: VaeArgs) -> Result<()> {
     let spec = args.spec()?;
-    if args.resume && args.out.is_none() {
+    let out = args.out.as_deref();
+    if args.resume && out.is_none() {
         bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
     }
     if !(args.checkpoint_every.is_finite() && args.checkpoint_every >= 0.0) {
@@ -109,26 +107,13 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     if args.images == Some(0) {
         bail!("invalid --images: must be at least 1");
     }
-    if let Some(t) = args.threads
-        && t == 0
-    {
-        bail!("invalid --threads: must be at least 1");
-    }
-    if let Some(out) = &args.out
-        && out.exists()
-        && !out.is_dir()
-    {
-        bail!(
-            "invalid --out: {} exists and is not a folder",
-            out.display()
-        );
-    }
+    pieces::check_threads_and_out_dir(args.run.threads, out)?;
     let shard = match &args.shard {
         Some(text) => {
-            if args.out.is_none() {
+            if out.is_none() {
                 bail!("invalid --shard: a shard's seeds are kept in --out DIR, which is missing");
             }
-            let (i, n) = crate::pieces::parse_shard(text, spec.seeds as u64, "seed")?;
+            let (i, n) = pieces::parse_shard(text, spec.seeds as u64, "seed")?;
             let range = collapse_sim::shard::ChainRange::shard(i, n, spec.seeds as u64);
             Some(range.start as usize..range.end as usize)
         }
@@ -139,11 +124,8 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     if let Some(n) = args.images {
         split = split.truncated(n)?;
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.unwrap_or(0))
-        .build()
-        .context("starting the worker threads")?;
-    crate::pieces::catch_signals()?;
+    let pool = pieces::worker_pool(args.run.threads)?;
+    pieces::catch_signals()?;
     let verbose = std::io::stderr().is_terminal();
     let start = Instant::now();
     // Epochs on a terminal (one line, rewritten); finished generations always (batch jobs'
@@ -181,10 +163,10 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
         }
     };
     let mut control = Control {
-        checkpoint_dir: args.out.as_ref().map(|d| d.join("checkpoints")),
+        checkpoint_dir: out.map(pieces::checkpoint_dir),
         resume: args.resume,
         checkpoint_every: Duration::from_secs_f64(args.checkpoint_every),
-        stop: &crate::pieces::STOP,
+        stop: &pieces::STOP,
         progress: &mut progress,
     };
     let run = match shard.clone() {
@@ -198,7 +180,7 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     let run = match run {
         Ok(Outcome::Whole(r)) => r,
         Ok(Outcome::Shard(done)) => {
-            if args.json {
+            if args.run.json {
                 let seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
                 outln!(
                     "{}",
@@ -211,35 +193,15 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
                 "shard {}: seeds {} done, checkpoints in {}; assemble with the same command without --shard, with --resume",
                 args.shard.as_deref().unwrap_or_default(),
                 seeds.join(", "),
-                args.out
-                    .as_ref()
-                    .map(|d| d.join("checkpoints").display().to_string())
+                out.map(|d| pieces::checkpoint_dir(d).display().to_string())
                     .unwrap_or_default()
             );
             return Ok(());
         }
-        Err(VaeError::Interrupted) => {
-            let kept = match &args.out {
-                Some(d) => format!(
-                    "the checkpoints in {} keep the finished epochs; run the same command with --resume to continue",
-                    d.join("checkpoints").display()
-                ),
-                None => "nothing was saved (without --out a run keeps no checkpoints)".into(),
-            };
-            return Err(crate::pieces::Interrupted { kept }.into());
-        }
+        Err(VaeError::Interrupted) => return Err(pieces::interrupted(out, "epochs")),
         Err(e) => return Err(e.into()),
     };
-    if let Some(out) = &args.out {
-        collapse_reports::vae::write_run(&run, out)
-            .with_context(|| format!("writing the results to {}", out.display()))?;
-    }
-    if args.json {
-        outln!("{}", serde_json::to_string(&to_json(&run))?);
-    } else {
-        print_table(&run)?;
-    }
-    Ok(())
+    pieces::write_and_print(&run, out, args.run.json, write_run, to_json, print_table)
 }
 
 /// A whole run, or the seeds of one shard.
@@ -318,13 +280,6 @@ fn print_table(run: &VaeRun) -> Result<()> {
         s.seeds,
         s.seed
     );
-    let pm = |m: collapse_sim::vae::MeanError, digits: usize| {
-        if m.stderr.is_finite() {
-            format!("{:.*} ± {:.*}", digits, m.mean, digits, m.stderr)
-        } else {
-            format!("{:.*}", digits, m.mean)
-        }
-    };
     outln!(
         "{:>3}  {:>16}  {:>17}  {:>18}  {:>16}  {:>16}",
         "gen",
@@ -338,11 +293,11 @@ fn print_table(run: &VaeRun) -> Result<()> {
         outln!(
             "{:>3}  {:>16}  {:>17}  {:>18}  {:>16}  {:>16}",
             r.generation,
-            pm(r.latent_std, 3),
-            pm(r.latent_mean, 3),
-            pm(r.heldout_neg_elbo, 2),
-            pm(r.class_entropy, 3),
-            pm(r.pixel_std, 3)
+            plus_minus(r.latent_std, 3),
+            plus_minus(r.latent_mean, 3),
+            plus_minus(r.heldout_neg_elbo, 2),
+            plus_minus(r.class_entropy, 3),
+            plus_minus(r.pixel_std, 3)
         );
     }
     for r in &run.seeds {

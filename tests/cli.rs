@@ -458,6 +458,9 @@ fn smoke_report_is_complete() {
         "lm",
         "lm/replace",
         "lm/mix",
+        "lm-transformer",
+        "lm-transformer/replace",
+        "lm-transformer/mix",
     ] {
         assert!(
             !std::fs::read_dir(dir.join(section)).unwrap().any(|e| e

@@ -2,13 +2,13 @@
 //! the corpus is missing, and, on the real Brown Corpus (fetched by `make data`; CI sets
 //! `COLLAPSE_REQUIRE_DATA=1`), a quick run's JSON and files and the collapse it shows.
 
-use collapse_sim::data::{self, DataError};
+use collapse_sim::data;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
-use common::refused;
+use common::{json_of, refused};
 
 fn collapse(args: &[&str]) -> Output {
     common::simulate("lm", args)
@@ -20,73 +20,67 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn bad_input_is_refused_in_one_line() {
-    for (args, needle) in [
-        (&["--corpus", "wikitext"][..], "unknown data set 'wikitext'"),
-        (
-            &["--corpus", "mnist5k"],
-            "is an image set, not a text corpus",
-        ),
-        (&["--keep-real", "1.5"], "[0, 1]"),
-        (&["--keep-real=-0.1"], "[0, 1]"),
-        (&["--keep-real", "NaN"], "[0, 1]"),
-        (&["--keep-real", "0.1", "--strategy", "replace"], "give one"),
-        (&["--strategy", "keep:2"], "[0, 1]"),
-        (&["--strategy", "hoard"], "unknown strategy"),
-        (&["--model", "transformer"], "not available yet"),
-        (&["--model", "rnn"], "ngram or transformer"),
-        (&["--epochs", "5"], "no epochs"),
-        (&["--order", "0"], "order"),
-        (&["--order", "5"], "order"),
-        (&["--vocab", "100"], "vocab"),
-        (&["--block", "1"], "block"),
-        (&["--block", "100000"], "block"),
-        (&["--generations", "0"], "generations"),
-        (&["--generations", "ten"], "generations"),
-        (&["--seeds", "0"], "seeds"),
-        (&["--blocks", "0"], "blocks"),
-        (&["--decode", "greedy"], "beam or sample"),
-        (&["--beams", "0"], "beams"),
-        (&["--repetition-penalty", "NaN"], "repetition penalty"),
-        (&["--repetition-penalty", "0.5"], "repetition penalty"),
-        (&["--threads", "0"], "--threads"),
-        (&["--resume"], "--out"),
-    ] {
-        refused(&collapse(args), needle);
-    }
-    let file = temp_dir("not-a-folder");
-    std::fs::write(&file, b"x").unwrap();
-    refused(
-        &collapse(&["--out", file.to_str().unwrap()]),
-        "not a folder",
+    common::bad_input_is_refused(
+        "lm",
+        &[
+            (&["--corpus", "wikitext"][..], "unknown data set 'wikitext'"),
+            (
+                &["--corpus", "mnist5k"],
+                "is an image set, not a text corpus",
+            ),
+            (&["--keep-real", "1.5"], "[0, 1]"),
+            (&["--keep-real=-0.1"], "[0, 1]"),
+            (&["--keep-real", "NaN"], "[0, 1]"),
+            (&["--keep-real", "0.1", "--strategy", "replace"], "give one"),
+            (&["--strategy", "keep:2"], "[0, 1]"),
+            (&["--strategy", "hoard"], "unknown strategy"),
+            (&["--model", "rnn"], "ngram or transformer"),
+            (&["--epochs", "5"], "--epochs is for --model transformer"),
+            (&["--width", "64"], "--width is for --model transformer"),
+            (
+                &["--model", "transformer", "--order", "3"],
+                "n-gram's setting",
+            ),
+            (&["--model", "transformer", "--heads", "3"], "heads"),
+            (&["--model", "transformer", "--width", "0"], "width"),
+            (&["--model", "transformer", "--epochs", "0"], "epochs"),
+            (&["--model", "transformer", "--lr", "NaN"], "lr"),
+            (&["--model", "transformer", "--batch", "0"], "batch"),
+            (
+                &["--model", "transformer", "--base-windows", "0"],
+                "base windows",
+            ),
+            (
+                &["--model", "transformer", "--block", "3000"],
+                "longer than the model's",
+            ),
+            (&["--order", "0"], "order"),
+            (&["--order", "5"], "order"),
+            (&["--vocab", "100"], "vocab"),
+            (&["--block", "1"], "block"),
+            (&["--block", "100000"], "block"),
+            (&["--generations", "0"], "generations"),
+            (&["--generations", "ten"], "generations"),
+            (&["--seeds", "0"], "seeds"),
+            (&["--blocks", "0"], "blocks"),
+            (&["--decode", "greedy"], "beam or sample"),
+            (&["--beams", "0"], "beams"),
+            (&["--repetition-penalty", "NaN"], "repetition penalty"),
+            (&["--repetition-penalty", "0.5"], "repetition penalty"),
+            (&["--threads", "0"], "--threads"),
+            (&["--resume"], "--out"),
+        ],
     );
-    std::fs::remove_file(&file).unwrap();
 }
 
 #[test]
 fn a_missing_corpus_names_the_fetch_command() {
-    let empty = temp_dir("empty-cache");
-    std::fs::create_dir_all(&empty).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["simulate", "lm", "--corpus", "kjv"])
-        .env("COLLAPSE_DATA", &empty)
-        .output()
-        .unwrap();
-    refused(&out, "collapse data fetch kjv");
-    std::fs::remove_dir_all(&empty).unwrap();
+    common::missing_data_names_the_fetch_command("lm", "--corpus", "kjv");
 }
 
 /// Whether the Brown Corpus is cached; its absence fails under `COLLAPSE_REQUIRE_DATA=1`.
 fn brown_cached() -> bool {
-    match data::load_corpus("brown") {
-        Ok(_) => true,
-        Err(e @ DataError::Missing { .. }) => {
-            let required = std::env::var("COLLAPSE_REQUIRE_DATA").is_ok_and(|v| v == "1");
-            assert!(!required, "COLLAPSE_REQUIRE_DATA=1: {e}");
-            eprintln!("note: skipping the real-corpus run: {e}");
-            false
-        }
-        Err(e) => panic!("{e}"),
-    }
+    common::cached(data::load_corpus("brown"), "the real-corpus run").is_some()
 }
 
 /// On 1,500 training blocks of the Brown Corpus, three generations of the paper's protocol
@@ -102,13 +96,7 @@ fn quick_run_json_files_and_collapse() {
     let run = |extra: &[&str]| -> serde_json::Value {
         let mut args = vec!["--generations", "3", "--blocks", "1500", "--json"];
         args.extend_from_slice(extra);
-        let out = collapse(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("one JSON object")
+        json_of(&collapse(&args))
     };
     let out = out_dir.to_str().unwrap();
     let replace = run(&["--out", out]);
@@ -178,4 +166,52 @@ fn quick_run_json_files_and_collapse() {
     }
     assert_eq!(rows, 4, "a header and one row per generation");
     std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// A small transformer run on the real corpus: the protocol end to end, its settings in the
+/// JSON (the parameter count is the formula's), and test perplexities that are real numbers
+/// between 1 and the vocabulary.
+#[test]
+fn quick_transformer_run() {
+    if !brown_cached() {
+        return;
+    }
+    let args = [
+        "--model",
+        "transformer",
+        "--vocab",
+        "512",
+        "--width",
+        "32",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--blocks",
+        "40",
+        "--base-windows",
+        "40",
+        "--base-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--generations",
+        "2",
+        "--json",
+    ];
+    let run = json_of(&collapse(&args));
+    assert_eq!(run["model"], "transformer");
+    let settings = &run["model_settings"];
+    // (V + 1) d + C d + L (12 d^2 + 13 d) + 2 d with V = 512, d = 32, C = 128, L = 1.
+    assert_eq!(
+        settings["parameters"],
+        513 * 32 + 128 * 32 + 12 * 32 * 32 + 13 * 32 + 64
+    );
+    assert_eq!(settings["context"], 128);
+    let rows = run["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let ppl = r["test_perplexity"]["mean"].as_f64().unwrap();
+        assert!(ppl > 1.0 && ppl < 512.0, "{ppl}");
+    }
 }

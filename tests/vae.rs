@@ -3,7 +3,7 @@
 //! `COLLAPSE_REQUIRE_DATA=1`), a quick run's JSON and files, a SIGINT that saves and a resume
 //! that gives the uninterrupted result, and a training run that reaches a stated ELBO.
 
-use collapse_sim::data::{self, DataError};
+use collapse_sim::data;
 use collapse_sim::vae::{Arch, DataSplit, VaeSpec, simulate_in_memory};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::refused;
+use common::{json_of, refused};
 
 fn collapse(args: &[&str]) -> Output {
     common::simulate("vae", args)
@@ -23,62 +23,40 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn bad_input_is_refused_in_one_line() {
-    for (args, needle) in [
-        (&["--generations", "0"][..], "generations"),
-        (&["--epochs", "0"], "epochs"),
-        (&["--seeds", "0"], "seeds"),
-        (&["--batch", "0"], "batch"),
-        (&["--arch", "cnn"], "unknown architecture"),
-        (&["--strategy", "keep:2"], "[0, 1]"),
-        (&["--synthetic", "stale"], "fresh or fixed"),
-        (&["--lr", "NaN"], "learning rate"),
-        (&["--weight-decay=-1"], "weight decay"),
-        (&["--eval-images", "1"], "eval images"),
-        (&["--generations=-3"], "generations"),
-        (&["--epochs", "many"], "epochs"),
-        (&["--images", "0"], "--images"),
-        (&["--threads", "0"], "--threads"),
-        (&["--checkpoint-every", "inf"], "--checkpoint-every"),
-        (&["--resume"], "--out"),
-        (&["--data", "cifar"], "cifar"),
-    ] {
-        refused(&collapse(args), needle);
-    }
-    let file = temp_dir("not-a-folder");
-    std::fs::write(&file, b"x").unwrap();
-    refused(
-        &collapse(&["--out", file.to_str().unwrap()]),
-        "not a folder",
+    common::bad_input_is_refused(
+        "vae",
+        &[
+            (&["--generations", "0"][..], "generations"),
+            (&["--epochs", "0"], "epochs"),
+            (&["--seeds", "0"], "seeds"),
+            (&["--batch", "0"], "batch"),
+            (&["--arch", "cnn"], "unknown architecture"),
+            (&["--strategy", "keep:2"], "[0, 1]"),
+            (&["--synthetic", "stale"], "fresh or fixed"),
+            (&["--lr", "NaN"], "learning rate"),
+            (&["--weight-decay=-1"], "weight decay"),
+            (&["--eval-images", "1"], "eval images"),
+            (&["--generations=-3"], "generations"),
+            (&["--epochs", "many"], "epochs"),
+            (&["--images", "0"], "--images"),
+            (&["--threads", "0"], "--threads"),
+            (&["--checkpoint-every", "inf"], "--checkpoint-every"),
+            (&["--resume"], "--out"),
+            (&["--data", "cifar"], "cifar"),
+        ],
     );
-    std::fs::remove_file(&file).unwrap();
 }
 
 #[test]
 fn missing_data_names_the_fetch_command() {
-    let empty = temp_dir("empty-cache");
-    std::fs::create_dir_all(&empty).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["simulate", "vae", "--data", "mnist5k"])
-        .env("COLLAPSE_DATA", &empty)
-        .output()
-        .unwrap();
-    refused(&out, "collapse data fetch mnist5k");
-    std::fs::remove_dir_all(&empty).unwrap();
+    common::missing_data_names_the_fetch_command("vae", "--data", "mnist5k");
 }
 
 /// The real mnist5k split, or None (with a note) when it has not been fetched and CI does not
 /// require it.
 fn mnist5k() -> Option<DataSplit> {
-    match data::load("mnist5k") {
-        Ok(d) => Some(DataSplit::new("mnist5k", d).unwrap()),
-        Err(e @ DataError::Missing { .. }) => {
-            let required = std::env::var("COLLAPSE_REQUIRE_DATA").is_ok_and(|v| v == "1");
-            assert!(!required, "COLLAPSE_REQUIRE_DATA=1: {e}");
-            eprintln!("note: skipping the real-data checks: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let digits = common::cached(data::load("mnist5k"), "the real-data checks")?;
+    Some(DataSplit::new("mnist5k", digits).unwrap())
 }
 
 const QUICK: [&str; 10] = [
@@ -93,15 +71,6 @@ const QUICK: [&str; 10] = [
     "--checkpoint-every",
     "0",
 ];
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn quick_run_json_files_interrupt_and_resume() {

@@ -16,7 +16,9 @@ use crate::section::{Block, Section, TextTable, render_figures};
 use crate::table::{io_err, mean_se, moved, sig, write_atomic, write_parquet};
 use collapse_analysis::strategy::Strategy;
 use collapse_sim::data::Corpus;
-use collapse_sim::lm::{Event, GenerationMetrics, LmRun, LmSpec, RANK_BINS, simulate};
+use collapse_sim::lm::{
+    Event, GenerationMetrics, LmRun, LmSpec, ModelKind, RANK_BINS, TransformerSpec, simulate,
+};
 use collapse_sim::stats::MeanError;
 use polars::prelude::*;
 use std::io::Write as _;
@@ -39,26 +41,11 @@ fn scalars(m: &GenerationMetrics) -> [(&'static str, f64); 9] {
 }
 
 fn long_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
-    let (mut seed, mut generation, mut metric, mut value) = (vec![], vec![], vec![], vec![]);
-    for s in &run.seeds {
-        for m in &s.generations {
-            for (name, v) in scalars(m) {
-                seed.push(s.seed);
-                generation.push(m.generation as u64);
-                metric.push(name);
-                value.push(v);
-            }
-        }
-    }
-    Ok(DataFrame::new(
-        seed.len(),
-        vec![
-            Column::new("seed".into(), seed),
-            Column::new("generation".into(), generation),
-            Column::new("metric".into(), metric),
-            Column::new("value".into(), value),
-        ],
-    )?)
+    crate::table::long_frame(run.seeds.iter().flat_map(|s| {
+        s.generations
+            .iter()
+            .flat_map(move |m| scalars(m).map(|(name, v)| (s.seed, m.generation as u64, name, v)))
+    }))
 }
 
 fn summary_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
@@ -108,26 +95,18 @@ fn perplexity_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
 }
 
 fn survival_frame(run: &LmRun) -> Result<DataFrame, ReportError> {
-    let (mut seed, mut generation, mut bin, mut fraction) = (vec![], vec![], vec![], vec![]);
-    for s in &run.seeds {
-        for m in &s.generations {
-            for (b, &f) in m.survival_by_rank.iter().enumerate() {
-                seed.push(s.seed);
-                generation.push(m.generation as u64);
-                bin.push(b as u64);
-                fraction.push(f);
-            }
-        }
-    }
-    Ok(DataFrame::new(
-        seed.len(),
-        vec![
-            Column::new("seed".into(), seed),
-            Column::new("generation".into(), generation),
-            Column::new("rank_tenth".into(), bin),
-            Column::new("surviving_fraction".into(), fraction),
-        ],
-    )?)
+    let rows = run.seeds.iter().flat_map(|s| {
+        s.generations.iter().flat_map(move |m| {
+            let g = m.generation as u64;
+            (0u64..)
+                .zip(&m.survival_by_rank)
+                .map(move |(b, &f)| (s.seed, g, b, f))
+        })
+    });
+    crate::table::four_columns(
+        ["seed", "generation", "rank_tenth", "surviving_fraction"],
+        rows,
+    )
 }
 
 /// A CSV field, quoted.
@@ -175,8 +154,77 @@ pub const REGIMES: [(&str, Strategy); 2] = [
     ("10% real data kept (mix:0.1)", Strategy::Mix(0.1)),
 ];
 
-/// The run of a scale under `strategy`.
-pub fn spec(scale: Scale, seed: u64, strategy: Strategy) -> LmSpec {
+/// The models of the report, each with its own section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportModel {
+    Ngram,
+    Transformer,
+}
+
+impl ReportModel {
+    /// The section's folder under the report.
+    pub fn dir(&self) -> &'static str {
+        match self {
+            ReportModel::Ngram => "lm",
+            ReportModel::Transformer => "lm-transformer",
+        }
+    }
+}
+
+/// The run of a scale under `strategy` with `model`.
+pub fn spec(scale: Scale, seed: u64, strategy: Strategy, model: ReportModel) -> LmSpec {
+    match model {
+        ReportModel::Ngram => ngram_spec(scale, seed, strategy),
+        ReportModel::Transformer => transformer_spec(scale, seed, strategy),
+    }
+}
+
+/// The transformer's run: the paper's epochs (5 with no real data, 10 with 10% kept); at the
+/// default scale a smaller model (width 64) on 1,024 tokens, its base on 2,000 windows and
+/// fine-tuning on 300 blocks, 4 generations, so that the report still takes minutes.
+pub fn transformer_spec(scale: Scale, seed: u64, strategy: Strategy) -> LmSpec {
+    let mut spec = LmSpec::new(CORPUS, 3);
+    spec.seed = seed;
+    spec.strategy = strategy;
+    let mut t = TransformerSpec::DEFAULT;
+    t.epochs = if strategy == Strategy::Replace { 5 } else { 10 };
+    match scale {
+        Scale::Smoke => {
+            spec.vocab_size = 512;
+            spec.generations = 2;
+            spec.max_blocks = Some(48);
+            spec.seeds = 2;
+            t.width = 32;
+            t.layers = 1;
+            t.heads = 2;
+            t.base_epochs = 1;
+            t.base_windows = Some(48);
+            t.epochs = 1;
+        }
+        Scale::Default => {
+            spec.vocab_size = 1024;
+            spec.generations = 4;
+            spec.max_blocks = Some(TRANSFORMER_DEFAULT_BLOCKS);
+            spec.seeds = 2;
+            t.width = 64;
+            t.heads = 2;
+            t.base_windows = Some(TRANSFORMER_DEFAULT_WINDOWS);
+        }
+        Scale::Paper => {
+            spec.generations = 10;
+            spec.seeds = 5;
+        }
+    }
+    spec.model = ModelKind::Transformer(t);
+    spec
+}
+
+/// Training blocks of the transformer at the default scale.
+pub const TRANSFORMER_DEFAULT_BLOCKS: usize = 300;
+/// Training windows of the transformer's base at the default scale (of about 10,600).
+pub const TRANSFORMER_DEFAULT_WINDOWS: usize = 2000;
+
+fn ngram_spec(scale: Scale, seed: u64, strategy: Strategy) -> LmSpec {
     let mut spec = LmSpec::new(CORPUS, 3);
     spec.seed = seed;
     spec.strategy = strategy;
@@ -429,21 +477,24 @@ fn summary_table(runs: &[(&str, LmRun)]) -> TextTable {
 
 pub const INTRO: &str = "The paper's language-model experiment at a size a CPU runs: a model of the Brown Corpus (1961 American English, 500 documents, split 80/10/10 by document), tokenized by a byte-level BPE trained on the training documents and cut into 64-token blocks. Generation 0 is fitted to the real training blocks; every later generation is fitted afresh to continuations of the real training blocks generated by the previous one (64 new tokens per block by 5-beam search with repetition penalty 3.0, as the paper's code), with no real data, or with a fresh random 10% of the real blocks. The model is an interpolated Kneser–Ney 3-gram, the bridge to the Markov chain of the theory: a token absent from one generation's synthetic data keeps only the smoothing's mass in the next. Measured: the perplexity of the real test blocks, the perplexity of each synthetic block under the generation-0 model (the paper's histograms), and how many token types of the real data still occur.";
 
-/// Runs the language-model experiment of `scale` on `corpus` (both regimes) and writes
-/// `<out>/lm/`: each regime's tables in its own folder and the figures.
+pub const TRANSFORMER_INTRO: &str = "The same experiment with a small decoder-only transformer (GPT-2's pre-norm layout, written by hand with every gradient checked against finite differences), keeping the paper's protocol: a base model is trained once on the real training text (windows of two consecutive blocks); generation 0 is the base fine-tuned on the real training blocks, and every later generation starts again from the base and is fine-tuned on the previous generation's continuations of the real training blocks (5-beam search, repetition penalty 3.0, KV-cached): 5 epochs with no real data, 10 epochs with a fresh random 10% of the real blocks kept, as in the paper. Each seed fine-tunes the same base in its own order.";
+
+/// Runs the language-model experiment of `scale` with `model` on `corpus` (both regimes)
+/// and writes `<out>/<model dir>/`: each regime's tables in its own folder and the figures.
 pub fn section(
     scale: Scale,
     corpus: &Corpus,
     out_dir: &Path,
     seed: u64,
+    model: ReportModel,
 ) -> Result<Section, ReportError> {
     let start = Instant::now();
-    let dir = out_dir.join("lm");
+    let dir = out_dir.join(model.dir());
     crate::report::create_dir(&dir)?;
     let mut runs = Vec::new();
     let mut files = Vec::new();
     for (name, strategy) in REGIMES {
-        let spec = spec(scale, seed, strategy);
+        let spec = spec(scale, seed, strategy, model);
         eprintln!(
             "collapse report: running lm, {name} ({} seeds x {} generations, {} training blocks) ...",
             spec.seeds,
@@ -451,6 +502,21 @@ pub fn section(
             spec.max_blocks.map_or("all".to_string(), |b| b.to_string())
         );
         let mut progress = |e: Event| {
+            if let Event::Training {
+                seed: None,
+                step,
+                steps,
+                loss,
+                ..
+            } = e
+                && step == steps
+            {
+                eprintln!(
+                    "collapse report: lm {} base trained ({steps} steps, last loss {} nats/token)",
+                    strategy.label(),
+                    sig(loss, 3)
+                );
+            }
             if let Event::Generation {
                 seed,
                 generation,
@@ -493,17 +559,21 @@ pub fn section(
         Block {
             name: "Perplexity drift, tails and lost types".into(),
             text: format!(
-                "{} training blocks of {} tokens ({} BPE tokens, {} token types in the training blocks), {} test blocks; {}-gram Kneser–Ney; {} generations, {} seeds (beam search is deterministic: with no real data every seed gives the same run, and the seeds differ through the 10% drawn). {}",
+                "{} training blocks of {} tokens ({} BPE tokens, {} token types in the training blocks), {} test blocks; {}; {} generations, {} seeds{}. {}",
                 first.train_blocks,
                 first.spec.block,
                 first.vocab,
                 first.real_types,
                 first.test_blocks,
-                match first.spec.model {
-                    collapse_sim::lm::ModelKind::Ngram { order } => order,
-                },
+                first.spec.model.describe(first.vocab, first.spec.block),
                 first.spec.generations,
                 first.spec.seeds,
+                match model {
+                    ReportModel::Ngram =>
+                        " (beam search is deterministic: with no real data every seed gives the same run, and the seeds differ through the 10% drawn)",
+                    ReportModel::Transformer =>
+                        " (the seeds differ in their fine-tuning order and, with real data kept, in the 10% drawn)",
+                },
                 runs.iter()
                     .map(|(name, run)| outcome(name, run))
                     .collect::<Vec<_>>()
@@ -516,20 +586,28 @@ pub fn section(
         Block {
             name: "Samples".into(),
             text: format!(
-                "The first training block's continuation, seed {}, no real data. Generation 0: {}\n\nGeneration {last}: {}\n\nEvery generation's sample is in `lm/<regime>/samples.csv`.",
+                "The first training block's continuation, seed {}, no real data. Generation 0: {}\n\nGeneration {last}: {}\n\nEvery generation's sample is in `{}/<regime>/samples.csv`.",
                 first.seeds[0].seed,
                 sample(first, 0),
-                sample(first, last)
+                sample(first, last),
+                model.dir()
             ),
             text_table: None,
             rows: Vec::new(),
             figures: Vec::new(),
         },
     ];
+    let (title, intro) = match model {
+        ReportModel::Ngram => ("Language models on a real corpus (lm)", INTRO),
+        ReportModel::Transformer => (
+            "Language models on a real corpus: a transformer (lm)",
+            TRANSFORMER_INTRO,
+        ),
+    };
     Ok(Section {
-        dir: "lm".into(),
-        title: "Language models on a real corpus (lm)".into(),
-        intro: INTRO.into(),
+        dir: model.dir().into(),
+        title: title.into(),
+        intro: intro.into(),
         files,
         blocks,
         experiments: REGIMES.len(),

@@ -201,7 +201,20 @@ pub fn run_report(scale: Scale, out_dir: &Path, seed: u64) -> Result<ReportSumma
         crate::strategies::section(scale, out_dir, seed)?,
         crate::gmm::section(scale, out_dir, seed)?,
         crate::vae::section(scale, &vae_data, out_dir, seed)?,
-        crate::lm::section(scale, &lm_corpus, out_dir, seed)?,
+        crate::lm::section(
+            scale,
+            &lm_corpus,
+            out_dir,
+            seed,
+            crate::lm::ReportModel::Ngram,
+        )?,
+        crate::lm::section(
+            scale,
+            &lm_corpus,
+            out_dir,
+            seed,
+            crate::lm::ReportModel::Transformer,
+        )?,
     ];
 
     let gaussian_worst = outcomes.iter().map(Outcome::worst_z).fold(0.0, f64::max);

@@ -118,27 +118,57 @@ pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), ReportError>
     })
 }
 
+/// A frame of four columns named `names`, one row per tuple of `rows`.
+pub fn four_columns<A, B, C, D>(
+    names: [&str; 4],
+    rows: impl IntoIterator<Item = (A, B, C, D)>,
+) -> Result<DataFrame, ReportError>
+where
+    Series: NamedFrom<Vec<A>, [A]>
+        + NamedFrom<Vec<B>, [B]>
+        + NamedFrom<Vec<C>, [C]>
+        + NamedFrom<Vec<D>, [D]>,
+{
+    let (mut a, mut b, mut c, mut d) = (vec![], vec![], vec![], vec![]);
+    for (w, x, y, z) in rows {
+        a.push(w);
+        b.push(x);
+        c.push(y);
+        d.push(z);
+    }
+    Ok(DataFrame::new(
+        a.len(),
+        vec![
+            Column::new(names[0].into(), a),
+            Column::new(names[1].into(), b),
+            Column::new(names[2].into(), c),
+            Column::new(names[3].into(), d),
+        ],
+    )?)
+}
+
 /// A run's summary table: one row per (generation, metric) with the mean and standard error
 /// over seeds.
 pub fn summary_frame(
     rows: impl IntoIterator<Item = (u64, String, collapse_sim::stats::MeanError)>,
 ) -> Result<DataFrame, ReportError> {
-    let (mut generation, mut metric, mut mean, mut stderr) = (vec![], vec![], vec![], vec![]);
-    for (g, name, m) in rows {
-        generation.push(g);
-        metric.push(name);
-        mean.push(m.mean);
-        stderr.push(m.stderr);
-    }
-    Ok(DataFrame::new(
-        generation.len(),
-        vec![
-            Column::new("generation".into(), generation),
-            Column::new("metric".into(), metric),
-            Column::new("mean".into(), mean),
-            Column::new("stderr".into(), stderr),
-        ],
-    )?)
+    four_columns(
+        ["generation", "metric", "mean", "stderr"],
+        rows.into_iter()
+            .map(|(g, name, m)| (g, name, m.mean, m.stderr)),
+    )
+}
+
+/// A run's long table: one row per (seed, generation, metric) with its value. `G`, the
+/// generation column's type, is `Option<u64>` where some rows (per-seed quantities) have none;
+/// `M`, the metric's, `&str` or `String`.
+pub fn long_frame<G, M>(
+    rows: impl IntoIterator<Item = (u64, G, M, f64)>,
+) -> Result<DataFrame, ReportError>
+where
+    Series: NamedFrom<Vec<G>, [G]> + NamedFrom<Vec<M>, [M]>,
+{
+    four_columns(["seed", "generation", "metric", "value"], rows)
 }
 
 /// Read a Parquet file back (round-trip checks).

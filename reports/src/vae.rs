@@ -43,13 +43,8 @@ const SCALE: usize = 2;
 /// The long table of a run: one row per (seed, generation, metric); the per-seed quantities
 /// (classifier accuracy, the real held-out images' latent mean and std) have no generation.
 fn long_frame(run: &VaeRun) -> Result<DataFrame, ReportError> {
-    let (mut seed, mut generation, mut metric, mut value) = (vec![], vec![], vec![], vec![]);
-    let mut push = |s: u64, g: Option<u64>, m: &str, v: f64| {
-        seed.push(s);
-        generation.push(g);
-        metric.push(m.to_string());
-        value.push(v);
-    };
+    let mut rows = Vec::new();
+    let mut push = |s: u64, g: Option<u64>, m: &str, v: f64| rows.push((s, g, m.to_string(), v));
     for s in &run.seeds {
         push(s.seed, None, "classifier_accuracy", s.classifier_accuracy);
         push(s.seed, None, "real_latent_mean", s.real_latent_mean);
@@ -64,15 +59,7 @@ fn long_frame(run: &VaeRun) -> Result<DataFrame, ReportError> {
             }
         }
     }
-    Ok(DataFrame::new(
-        seed.len(),
-        vec![
-            Column::new("seed".into(), seed),
-            Column::new("generation".into(), generation),
-            Column::new("metric".into(), metric),
-            Column::new("value".into(), value),
-        ],
-    )?)
+    crate::table::long_frame(rows)
 }
 
 /// The scalar metrics of a generation, in table order.

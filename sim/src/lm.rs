@@ -40,6 +40,7 @@
 pub mod bpe;
 mod checkpoint;
 pub mod ngram;
+pub mod transformer;
 
 use crate::SimError;
 use crate::data::{Corpus, Part};
@@ -52,21 +53,134 @@ use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use transformer::Transformer;
 
 pub use checkpoint::CheckpointError;
 
 /// The model fitted at every generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ModelKind {
     /// Interpolated Kneser–Ney of the given order.
     Ngram { order: usize },
+    /// A decoder-only transformer: a base trained once, fine-tuned at every generation.
+    Transformer(TransformerSpec),
 }
 
 impl ModelKind {
     pub fn name(&self) -> &'static str {
         match self {
             ModelKind::Ngram { .. } => "ngram",
+            ModelKind::Transformer(_) => "transformer",
         }
+    }
+
+    /// One line for tables and reports, e.g. "3-gram Kneser–Ney".
+    pub fn describe(&self, vocab: usize, block: usize) -> String {
+        match self {
+            ModelKind::Ngram { order } => format!("{order}-gram Kneser–Ney"),
+            ModelKind::Transformer(t) => format!(
+                "transformer (width {}, {} layers of {} heads, context {}, {} parameters; base \
+                 {} epoch(s) over {} training windows at lr {}, fine-tuning {} epochs at lr {}, \
+                 batch {})",
+                t.width,
+                t.layers,
+                t.heads,
+                2 * block,
+                t.config(vocab, block).parameters(),
+                t.base_epochs,
+                t.base_windows.map_or("all".to_string(), |w| w.to_string()),
+                t.base_lr,
+                t.epochs,
+                t.lr,
+                t.batch
+            ),
+        }
+    }
+}
+
+/// The transformer's shape and training (its context is two blocks: a prompt and its
+/// continuation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransformerSpec {
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// Epochs of the base over the real training windows (two consecutive blocks of a
+    /// document).
+    pub base_epochs: usize,
+    /// Use only the first this many training windows for the base (None: all of them, not
+    /// limited by `max_blocks`: the base stands for a model pretrained on more text than the
+    /// fine-tuning set).
+    pub base_windows: Option<usize>,
+    /// Fine-tuning epochs of every generation (the paper: 5, and 10 with real data kept).
+    pub epochs: usize,
+    /// Sequences per step.
+    pub batch: usize,
+    /// Peak learning rates of the base and of fine-tuning.
+    pub base_lr: f32,
+    pub lr: f32,
+    /// Decoupled weight decay of the matrices and embeddings.
+    pub weight_decay: f32,
+}
+
+impl TransformerSpec {
+    /// Width 128, 2 layers of 4 heads; base 1 epoch over every training window at 2e-3,
+    /// fine-tuning 5 epochs at 1e-3, batches of 16, weight decay 0.1.
+    pub const DEFAULT: TransformerSpec = TransformerSpec {
+        width: 128,
+        layers: 2,
+        heads: 4,
+        base_epochs: 1,
+        base_windows: None,
+        epochs: 5,
+        batch: 16,
+        base_lr: 2e-3,
+        lr: 1e-3,
+        weight_decay: 0.1,
+    };
+
+    /// The model's shape for `vocab` tokens and blocks of `block`.
+    pub fn config(&self, vocab: usize, block: usize) -> transformer::Config {
+        transformer::Config {
+            vocab,
+            context: 2 * block,
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+        }
+    }
+
+    fn training(&self, base: bool) -> transformer::Training {
+        transformer::Training {
+            epochs: if base { self.base_epochs } else { self.epochs },
+            batch: self.batch,
+            lr: if base { self.base_lr } else { self.lr },
+            weight_decay: self.weight_decay,
+            clip: 1.0,
+        }
+    }
+
+    fn validate(&self, vocab: usize, block: usize) -> Result<(), SimError> {
+        if 2 * block > transformer::MAX_CONTEXT {
+            return Err(SimError::Invalid {
+                what: "block",
+                why: format!(
+                    "a block of {block} tokens and its continuation need a context of {}, longer \
+                     than the model's largest, {}",
+                    2 * block,
+                    transformer::MAX_CONTEXT
+                ),
+            });
+        }
+        if self.base_windows == Some(0) {
+            return Err(SimError::Invalid {
+                what: "base windows",
+                why: "must be at least 1".into(),
+            });
+        }
+        self.config(vocab, block).validate()?;
+        self.training(true).validate()?;
+        self.training(false).validate()
     }
 }
 
@@ -146,13 +260,6 @@ impl LmSpec {
     /// Checks every setting; the error names the first bad one.
     pub fn validate(&self) -> Result<(), SimError> {
         let bad = |what: &'static str, why: String| Err(SimError::Invalid { what, why });
-        let ModelKind::Ngram { order } = self.model;
-        if !(1..=ngram::MAX_ORDER).contains(&order) {
-            return bad(
-                "order",
-                format!("must be in 1..={}, got {order}", ngram::MAX_ORDER),
-            );
-        }
         if !(256..=Bpe::MAX_VOCAB).contains(&self.vocab_size) {
             return bad(
                 "vocab",
@@ -168,6 +275,16 @@ impl LmSpec {
                 "block",
                 format!("must be in 2..={MAX_BLOCK} tokens, got {}", self.block),
             );
+        }
+        match self.model {
+            ModelKind::Ngram { order } if !(1..=ngram::MAX_ORDER).contains(&order) => {
+                return bad(
+                    "order",
+                    format!("must be in 1..={}, got {order}", ngram::MAX_ORDER),
+                );
+            }
+            ModelKind::Transformer(t) => t.validate(self.vocab_size, self.block)?,
+            ModelKind::Ngram { .. } => {}
         }
         if !(1..=MAX_GENERATIONS).contains(&self.generations) {
             return bad(
@@ -218,6 +335,9 @@ pub struct Tokenized {
     /// Real training blocks (after `max_blocks`) and test blocks.
     pub train: Vec<Vec<u32>>,
     pub test: Vec<Vec<u32>>,
+    /// Windows of two consecutive blocks of a training document: a transformer base's
+    /// training set (empty for an n-gram).
+    pub train_windows: Vec<Vec<u32>>,
     /// Tokens of the training documents (all blocks and rests).
     pub train_tokens: usize,
     /// The token types of the real training blocks, most frequent first (ties: lower id).
@@ -236,8 +356,21 @@ pub fn tokenize(corpus: &Corpus, spec: &LmSpec) -> Result<Tokenized, SimError> {
     };
     let train_encoded = tokenizer.encode_all(&train_docs);
     let mut train = blocks(&train_encoded);
+    let mut train_windows: Vec<Vec<u32>> = train_encoded
+        .iter()
+        .flat_map(|d| d.chunks_exact(2 * spec.block).map(<[u32]>::to_vec))
+        .collect();
     if let Some(m) = spec.max_blocks {
         train.truncate(m);
+    }
+    if let ModelKind::Transformer(TransformerSpec {
+        base_windows: Some(w),
+        ..
+    }) = spec.model
+    {
+        train_windows.truncate(w);
+    } else if !matches!(spec.model, ModelKind::Transformer(_)) {
+        train_windows.clear();
     }
     let test = blocks(&tokenizer.encode_all(&test_docs));
     if train.is_empty() || test.is_empty() {
@@ -265,6 +398,7 @@ pub fn tokenize(corpus: &Corpus, spec: &LmSpec) -> Result<Tokenized, SimError> {
         tokenizer,
         train,
         test,
+        train_windows,
         types_by_frequency,
     })
 }
@@ -365,6 +499,14 @@ pub enum Event {
         train_blocks: usize,
         test_blocks: usize,
     },
+    /// A transformer's training step: the base's (seed None) or a generation's fine-tuning.
+    Training {
+        seed: Option<u64>,
+        generation: usize,
+        step: usize,
+        steps: usize,
+        loss: f64,
+    },
     /// A generation was fitted, measured and its synthetic set generated.
     Generation {
         seed: u64,
@@ -379,15 +521,191 @@ enum Purpose {
     Strategy = 1,
     Sample = 2,
     KeptOrder = 3,
+    /// A transformer's initialisation (the base's: seed 0).
+    Init = 4,
+    /// The order of a transformer's training sequences in each epoch.
+    Order = 5,
+    /// The order of the base's training windows.
+    BaseOrder = 6,
 }
+
+/// The seed of a transformer base: fixed, so that every seed (and every shard or Slurm task
+/// running one) fine-tunes the same pretrained model, as the paper's generations all start
+/// from the same published OPT-125m.
+pub const BASE_SEED: u64 = 0;
 
 fn rng_for(seed: u64, purpose: Purpose, generation: usize, item: usize) -> ChainRng {
     ChainRng::for_purpose(seed, stream::LM, purpose as u8, generation, item)
 }
 
-fn fit(spec: &LmSpec, vocab: usize, blocks: &[&[u32]]) -> Result<NGram, SimError> {
-    let ModelKind::Ngram { order } = spec.model;
-    NGram::fit(blocks, vocab, order)
+/// A generation's model.
+#[derive(Debug, Clone)]
+pub enum Model {
+    Ngram(NGram),
+    Transformer(Box<Transformer>),
+}
+
+impl Model {
+    /// ln p of each block (blocks of one length), each scored from its start.
+    pub fn log_probs(&self, blocks: &[&[u32]]) -> Vec<f64> {
+        match self {
+            Model::Ngram(m) => blocks.par_iter().map(|b| m.log_prob(b)).collect(),
+            // Scoring uses the training forward pass, which caches: on a copy.
+            Model::Transformer(t) => t.as_ref().clone().log_probs(blocks),
+        }
+    }
+
+    /// `prompt` continued by `new_tokens` tokens under `decode`.
+    fn continue_prompt(
+        &self,
+        prompt: &[u32],
+        new_tokens: usize,
+        decode: Decode,
+        rng: &mut ChainRng,
+    ) -> Result<Vec<u32>, SimError> {
+        match (self, decode) {
+            (
+                Model::Ngram(m),
+                Decode::Beam {
+                    beams,
+                    repetition_penalty,
+                },
+            ) => Ok(m.beam_search(prompt, new_tokens, beams, repetition_penalty)),
+            (Model::Ngram(m), Decode::Sample) => Ok(m.sample(prompt, new_tokens, rng)),
+            (
+                Model::Transformer(t),
+                Decode::Beam {
+                    beams,
+                    repetition_penalty,
+                },
+            ) => t.beam_search(prompt, new_tokens, beams, repetition_penalty),
+            (Model::Transformer(t), Decode::Sample) => {
+                t.sample(prompt, new_tokens, transformer::Sampling::PLAIN, rng)
+            }
+        }
+    }
+}
+
+/// Trains `model` on `sequences` under `training`, reporting each step; a stop request ends
+/// it with [`LmError::Interrupted`].
+fn train_transformer(
+    model: &mut Transformer,
+    sequences: &[&[u32]],
+    training: transformer::Training,
+    order_rng: &dyn Fn(usize) -> ChainRng,
+    seed: Option<u64>,
+    generation: usize,
+    control: &mut Control,
+) -> Result<(), LmError> {
+    let stop = control.stop;
+    let progress = &mut control.progress;
+    let done = model.train(sequences, training, order_rng, &mut |r| {
+        progress(Event::Training {
+            seed,
+            generation,
+            step: r.step,
+            steps: r.steps,
+            loss: r.loss,
+        });
+        !stop.load(Ordering::SeqCst)
+    })?;
+    if done {
+        Ok(())
+    } else {
+        Err(LmError::Interrupted)
+    }
+}
+
+/// What every seed starts from: the n-gram fitted to the real blocks (generation 0 itself),
+/// or the transformer trained from [`BASE_SEED`] on the real training windows.
+pub fn base_model(
+    spec: &LmSpec,
+    data: &Tokenized,
+    control: &mut Control,
+) -> Result<Model, LmError> {
+    let vocab = data.tokenizer.vocab_size();
+    match spec.model {
+        ModelKind::Ngram { order } => {
+            let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
+            Ok(Model::Ngram(NGram::fit(&real, vocab, order)?))
+        }
+        ModelKind::Transformer(t) => {
+            if data.train_windows.is_empty() {
+                return Err(SimError::Invalid {
+                    what: "corpus",
+                    why: format!(
+                        "no training document has {} tokens (two blocks) to train a base on",
+                        2 * spec.block
+                    ),
+                }
+                .into());
+            }
+            let config = t.config(vocab, spec.block);
+            let mut model = Transformer::new(config, &mut rng_for(BASE_SEED, Purpose::Init, 0, 0))?;
+            let windows: Vec<&[u32]> = data.train_windows.iter().map(Vec::as_slice).collect();
+            let order = |epoch: usize| rng_for(BASE_SEED, Purpose::BaseOrder, 0, epoch);
+            train_transformer(
+                &mut model,
+                &windows,
+                t.training(true),
+                &order,
+                None,
+                0,
+                control,
+            )?;
+            Ok(Model::Transformer(Box::new(model)))
+        }
+    }
+}
+
+/// The model of generation g >= 0 of `seed` trained on `blocks`: an n-gram fitted afresh, or
+/// the transformer base fine-tuned.
+fn fit_generation(
+    spec: &LmSpec,
+    base: &Model,
+    blocks: &[&[u32]],
+    seed: u64,
+    g: usize,
+    control: &mut Control,
+) -> Result<Model, LmError> {
+    match (spec.model, base) {
+        (ModelKind::Ngram { order }, Model::Ngram(b)) => {
+            Ok(Model::Ngram(NGram::fit(blocks, b.vocab(), order)?))
+        }
+        (ModelKind::Transformer(t), Model::Transformer(b)) => {
+            let mut model = b.as_ref().clone();
+            let order = |epoch: usize| rng_for(seed, Purpose::Order, g, epoch);
+            train_transformer(
+                &mut model,
+                blocks,
+                t.training(false),
+                &order,
+                Some(seed),
+                g,
+                control,
+            )?;
+            Ok(Model::Transformer(Box::new(model)))
+        }
+        _ => unreachable!("the base is of the spec's kind"),
+    }
+}
+
+/// Generation 0 of `seed` when it is not the base itself: the transformer base fine-tuned on
+/// the real training blocks (None for an n-gram, whose base is generation 0).
+fn generation_zero(
+    spec: &LmSpec,
+    data: &Tokenized,
+    base: &Model,
+    seed: u64,
+    control: &mut Control,
+) -> Result<Option<Model>, LmError> {
+    match spec.model {
+        ModelKind::Ngram { .. } => Ok(None),
+        ModelKind::Transformer(_) => {
+            let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
+            fit_generation(spec, base, &real, seed, 0, control).map(Some)
+        }
+    }
 }
 
 /// How a run is checkpointed, stopped and watched.
@@ -449,8 +767,12 @@ pub fn simulate_with(
     });
     let vocab = data.tokenizer.vocab_size();
     let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
-    let base = fit(spec, vocab, &real)?;
-    let real_log10_perplexity = block_log10_perplexities(&base, &real);
+    let base = base_model(spec, &data, control)?;
+    // The real blocks' histogram is scored by the first seed's generation 0.
+    let first_zero = generation_zero(spec, &data, &base, spec.seed, control)?;
+    let real_log10_perplexity =
+        block_log10_perplexities(first_zero.as_ref().unwrap_or(&base), &real);
+    let mut first_zero = Some(first_zero);
     let mut seeds: Vec<SeedRun> = Vec::with_capacity(spec.seeds);
     for s in 0..spec.seeds as u64 {
         let seed = spec.seed + s;
@@ -460,7 +782,14 @@ pub fn simulate_with(
                 seed,
                 generations: first.generations.clone(),
             },
-            _ => run_seed_with(spec, &data, &base, seed, control)?,
+            _ => run_seed_with(
+                spec,
+                &data,
+                &base,
+                first_zero.take().flatten(),
+                seed,
+                control,
+            )?,
         };
         seeds.push(run);
     }
@@ -491,10 +820,12 @@ fn identity(spec: &LmSpec) -> String {
     )
 }
 
-/// Whether the seed changes a run: only through a random strategy (`mix`, `keep`,
-/// `accumulate-subsample`) or sampled continuations; beam search is deterministic.
+/// Whether the seed changes a run: through a transformer's fine-tuning order, a random
+/// strategy (`mix`, `keep`, `accumulate-subsample`) or sampled continuations; an n-gram with
+/// beam search is deterministic.
 pub fn seed_matters(spec: &LmSpec) -> bool {
-    spec.decode == Decode::Sample
+    matches!(spec.model, ModelKind::Transformer(_))
+        || spec.decode == Decode::Sample
         || !matches!(spec.strategy, Strategy::Replace | Strategy::Accumulate)
 }
 
@@ -502,7 +833,7 @@ pub fn seed_matters(spec: &LmSpec) -> bool {
 pub fn run_seed(
     spec: &LmSpec,
     data: &Tokenized,
-    base: &NGram,
+    base: &Model,
     seed: u64,
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<SeedRun, SimError> {
@@ -513,23 +844,25 @@ pub fn run_seed(
         stop: &stop,
         progress,
     };
-    run_seed_with(spec, data, base, seed, &mut control).map_err(|e| match e {
+    run_seed_with(spec, data, base, None, seed, &mut control).map_err(|e| match e {
         LmError::Sim(e) => e,
         other => unreachable!("an in-memory seed failed with {other}"),
     })
 }
 
-/// One seed: generation 0 is `base` (fitted to the real blocks); each later one is fitted to
-/// the strategy's training set. With a checkpoint folder, the seed's state is saved after
-/// every generation and a saved state is continued.
+/// One seed: generation 0 is the n-gram `base` or the transformer base fine-tuned on the real
+/// blocks (`zero`, if already trained); each later one is fitted to (or fine-tuned on) the
+/// strategy's training set. With a checkpoint folder, the seed's state is saved after every
+/// generation and a saved state is continued (a transformer's generation 0 is trained again:
+/// it scores every later generation).
 pub fn run_seed_with(
     spec: &LmSpec,
     data: &Tokenized,
-    base: &NGram,
+    base: &Model,
+    zero: Option<Model>,
     seed: u64,
     control: &mut Control,
 ) -> Result<SeedRun, LmError> {
-    let vocab = data.tokenizer.vocab_size();
     let n = data.train.len();
     let mut kept_order: Vec<u32> = (0..n as u32).collect();
     shuffle(
@@ -557,10 +890,18 @@ pub fn run_seed_with(
         spec.strategy,
         Strategy::Accumulate | Strategy::AccumulateSubsample
     );
-    let mut current: Option<NGram>;
+    let zero = match zero {
+        Some(z) => Some(z),
+        None if generations.len() < spec.generations => {
+            generation_zero(spec, data, base, seed, control)?
+        }
+        None => None,
+    };
+    let scorer = zero.as_ref().unwrap_or(base);
+    let mut current: Option<Model>;
     for g in generations.len()..spec.generations {
         let model = match g {
-            0 => base,
+            0 => scorer,
             _ => {
                 let items = training_items(spec, g, n, &kept_order, seed);
                 let blocks: Vec<&[u32]> = items
@@ -570,12 +911,12 @@ pub fn run_seed_with(
                         Some(s) => sets[s][i].as_slice(),
                     })
                     .collect();
-                current = Some(fit(spec, vocab, &blocks)?);
+                current = Some(fit_generation(spec, base, &blocks, seed, g, control)?);
                 current.as_ref().expect("just fitted")
             }
         };
-        let synthetic = continue_blocks(model, &data.train, spec, seed, g);
-        let metrics = measure(g, model, base, data, &synthetic);
+        let synthetic = continue_blocks(model, &data.train, spec, seed, g)?;
+        let metrics = measure(g, model, scorer, data, &synthetic);
         (control.progress)(Event::Generation {
             seed,
             generation: g,
@@ -652,34 +993,29 @@ fn training_items(
 
 /// S_g: every prompt continued by `block` new tokens.
 fn continue_blocks(
-    model: &NGram,
+    model: &Model,
     prompts: &[Vec<u32>],
     spec: &LmSpec,
     seed: u64,
     g: usize,
-) -> Vec<Vec<u32>> {
+) -> Result<Vec<Vec<u32>>, SimError> {
     prompts
         .par_iter()
         .enumerate()
-        .map(|(i, prompt)| match spec.decode {
-            Decode::Beam {
-                beams,
-                repetition_penalty,
-            } => model.beam_search(prompt, spec.block, beams, repetition_penalty),
-            Decode::Sample => model.sample(
-                prompt,
-                spec.block,
-                &mut rng_for(seed, Purpose::Sample, g, i),
-            ),
+        .map(|(i, prompt)| {
+            let mut rng = rng_for(seed, Purpose::Sample, g, i);
+            model.continue_prompt(prompt, spec.block, spec.decode, &mut rng)
         })
         .collect()
 }
 
 /// log10 of each block's perplexity under `model`.
-fn block_log10_perplexities(model: &NGram, blocks: &[&[u32]]) -> Vec<f64> {
-    blocks
-        .par_iter()
-        .map(|b| -model.log_prob(b) / b.len() as f64 / std::f64::consts::LN_10)
+fn block_log10_perplexities(model: &Model, blocks: &[&[u32]]) -> Vec<f64> {
+    model
+        .log_probs(blocks)
+        .iter()
+        .zip(blocks)
+        .map(|(lp, b)| -lp / b.len() as f64 / std::f64::consts::LN_10)
         .collect()
 }
 
@@ -723,15 +1059,14 @@ pub fn seq_rep_4(blocks: &[Vec<u32>]) -> f64 {
 
 fn measure(
     g: usize,
-    model: &NGram,
-    base: &NGram,
+    model: &Model,
+    base: &Model,
     data: &Tokenized,
     synthetic: &[Vec<u32>],
 ) -> GenerationMetrics {
     let test: Vec<&[u32]> = data.test.iter().map(Vec::as_slice).collect();
     // Summed in block order (a parallel sum's order would depend on the threads).
-    let block_nll: Vec<f64> = test.par_iter().map(|b| -model.log_prob(b)).collect();
-    let nll: f64 = block_nll.iter().sum();
+    let nll: f64 = -model.log_probs(&test).iter().sum::<f64>();
     let tokens: usize = test.iter().map(|b| b.len()).sum();
     let synthetic_refs: Vec<&[u32]> = synthetic.iter().map(Vec::as_slice).collect();
     let log10 = block_log10_perplexities(base, &synthetic_refs);

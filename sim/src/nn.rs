@@ -1,9 +1,9 @@
 //! A small neural-network layer set shared by the learned models (the VAE and the language
 //! models): dense layers, 2-D convolutions and transposed convolutions (NCHW images, im2col +
-//! GEMM), ReLU and sigmoid, the VAE losses (Bernoulli cross-entropy on logits, the Gaussian KL
-//! divergence and the reparameterisation) and Adam. Forward and backward are written by hand;
-//! every backward is checked against finite differences of an independent `f64` reference
-//! (`nn/tests.rs`, `nn/conv/tests.rs`).
+//! GEMM), layer normalisation, ReLU, GELU and sigmoid, the VAE losses (Bernoulli cross-entropy
+//! on logits, the Gaussian KL divergence and the reparameterisation) and Adam. Forward and
+//! backward are written by hand; every backward is checked against finite differences of an
+//! independent `f64` reference (`nn/tests.rs`, `nn/conv/tests.rs`).
 //!
 //! Conventions:
 //! - Tensors are `f32`, row-major `batch x features` slices; a weight matrix is
@@ -25,23 +25,28 @@
 
 mod activation;
 mod adam;
+mod attention;
 mod conv;
 mod dense;
 mod gemm;
 mod loss;
+mod norm;
 mod simd;
 
 pub use activation::{
-    Relu, Sigmoid, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
+    Gelu, Relu, Sigmoid, gelu_backward, gelu_forward, gelu_row, relu_backward, relu_forward,
+    sigmoid_backward, sigmoid_forward,
 };
 pub use adam::{Adam, Moments};
+pub use attention::{CausalAttention, attend_row};
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use dense::{Dense, Init};
-pub use gemm::{MatRef, gemm};
+pub use gemm::{MatRef, few_rows_dense, gemm};
 pub use loss::{
     bce_with_logits, gaussian_kl, reparameterise, reparameterise_backward_add,
     softmax_cross_entropy,
 };
+pub use norm::LayerNorm;
 
 #[cfg(test)]
 mod tests;

@@ -129,7 +129,10 @@ fn beam_search_under_replace_is_the_same_for_every_seed() {
     // The shortcut (seed 1 copied from seed 0) equals running seed 1.
     let data = tokenize(&corpus, &spec).unwrap();
     let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
-    let base = fit(&spec, data.tokenizer.vocab_size(), &real).unwrap();
+    let ModelKind::Ngram { order } = spec.model else {
+        unreachable!("an n-gram spec")
+    };
+    let base = Model::Ngram(NGram::fit(&real, data.tokenizer.vocab_size(), order).unwrap());
     let seed1 = run_seed(&spec, &data, &base, 1, &mut quiet()).unwrap();
     assert_eq!(run.seeds[1], seed1);
     assert_eq!(run.seeds[0].generations, seed1.generations);
@@ -315,4 +318,111 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
         .to_string();
     assert!(err.contains("damaged"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn transformer_spec() -> LmSpec {
+    let mut spec = small_spec();
+    spec.block = 8;
+    spec.max_blocks = Some(24);
+    spec.model = ModelKind::Transformer(TransformerSpec {
+        width: 16,
+        layers: 1,
+        heads: 2,
+        base_epochs: 2,
+        base_windows: Some(12),
+        epochs: 2,
+        batch: 8,
+        base_lr: 3e-3,
+        lr: 1e-3,
+        weight_decay: 0.1,
+    });
+    spec
+}
+
+/// The transformer protocol: one base, fine-tuned at every generation; bit-identical for
+/// any thread count; seeds differ (their fine-tuning orders do); generation 0 scores the
+/// synthetic sets, and the real blocks are scored by the first seed's generation 0.
+#[test]
+fn a_transformer_run_is_the_same_for_any_thread_count() {
+    let corpus = toy_corpus(30);
+    let mut spec = transformer_spec();
+    spec.seeds = 2;
+    assert!(seed_matters(&spec));
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| simulate(&corpus, &spec, &mut quiet()).unwrap())
+    };
+    let (one, three) = (run(1), run(3));
+    assert!(one == three);
+    assert_ne!(one.seeds[0].generations[1], one.seeds[1].generations[1]);
+    let g0 = &one.seeds[0].generations[0];
+    assert!(g0.test_perplexity > 1.0 && g0.test_perplexity < one.vocab as f64);
+    assert_eq!(g0.synthetic_log10_perplexity.len(), one.train_blocks);
+    // Generation 0 of seed 1 in isolation gives the same metrics.
+    let data = tokenize(&corpus, &spec).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut progress = quiet();
+    let mut control = Control {
+        checkpoint_dir: None,
+        resume: false,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let base = base_model(&spec, &data, &mut control).unwrap();
+    let seed1 = run_seed(&spec, &data, &base, spec.seed + 1, &mut quiet()).unwrap();
+    assert_eq!(one.seeds[1], seed1);
+}
+
+/// The base trains before any generation, and a stop request during training is obeyed.
+#[test]
+fn a_transformer_run_reports_training_and_stops_on_request() {
+    let corpus = toy_corpus(30);
+    let spec = transformer_spec();
+    let stop = AtomicBool::new(false);
+    let mut steps = Vec::new();
+    let mut progress = |e: Event| {
+        if let Event::Training { seed, step, .. } = e {
+            steps.push((seed, step));
+            if seed.is_some() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    let mut control = Control {
+        checkpoint_dir: None,
+        resume: false,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let err = simulate_with(&corpus, &spec, &mut control).unwrap_err();
+    assert!(matches!(err, LmError::Interrupted), "{err}");
+    // The base's steps (seed None), then one fine-tuning step before the stop.
+    let base_steps = steps.iter().filter(|s| s.0.is_none()).count();
+    assert_eq!(base_steps, 2 * 12usize.div_ceil(8));
+    assert_eq!(steps.len(), base_steps + 1);
+}
+
+#[test]
+fn transformer_settings_are_checked() {
+    let corpus = toy_corpus(30);
+    let ModelKind::Transformer(t) = transformer_spec().model else {
+        unreachable!()
+    };
+    for (what, t) in [
+        ("heads", TransformerSpec { heads: 3, ..t }),
+        ("width", TransformerSpec { width: 0, ..t }),
+        ("epochs", TransformerSpec { epochs: 0, ..t }),
+        ("lr", TransformerSpec { lr: f32::NAN, ..t }),
+        ("batch", TransformerSpec { batch: 0, ..t }),
+    ] {
+        let mut spec = transformer_spec();
+        spec.model = ModelKind::Transformer(t);
+        let err = simulate(&corpus, &spec, &mut quiet())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(what), "{what}: {err}");
+    }
 }

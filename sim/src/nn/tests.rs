@@ -597,3 +597,236 @@ fn training_is_deterministic_for_a_seed_and_any_thread_count() {
     assert_eq!(one, bits(&train(11, 3)), "3 threads");
     assert_ne!(one, bits(&train(12, 1)), "another seed, other parameters");
 }
+
+// ---- layer norm and GELU ----
+
+/// PyTorch's LayerNorm in f64: biased variance over each row of `width`, eps = 1e-5.
+fn layer_norm_ref(x: &[f64], gamma: &[f64], beta: &[f64]) -> Vec<f64> {
+    let width = gamma.len();
+    let mut y = Vec::with_capacity(x.len());
+    for row in x.chunks(width) {
+        let mean = row.iter().sum::<f64>() / width as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+        let std = (var + 1e-5).sqrt();
+        y.extend((0..width).map(|j| gamma[j] * (row[j] - mean) / std + beta[j]));
+    }
+    y
+}
+
+fn gelu_ref(x: &[f64]) -> Vec<f64> {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    x.iter()
+        .map(|&v| 0.5 * v * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh()))
+        .collect()
+}
+
+/// Biased standard deviation of each row.
+fn row_stds(x: &[f32], width: usize) -> Vec<f64> {
+    wide(x)
+        .chunks(width)
+        .map(|row| {
+            let mean = row.iter().sum::<f64>() / width as f64;
+            (row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64).sqrt()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn layer_norm_backward_matches_finite_differences(
+        rows in 1usize..6, width in 1usize..40, seed: u64,
+    ) {
+        let mut r = rng(seed);
+        let mut ln = LayerNorm::new(width).unwrap();
+        ln.gamma = uniform(&mut r, width, 0.5, 1.5);
+        ln.beta = uniform(&mut r, width, -1.0, 1.0);
+        // Rows with their own offsets, so that the mean matters.
+        let mut x = uniform(&mut r, rows * width, -2.0, 2.0);
+        for row in x.chunks_mut(width) {
+            let offset = uniform(&mut r, 1, -3.0, 3.0)[0];
+            row.iter_mut().for_each(|v| *v += offset);
+        }
+        // dx = (1/std)(...) amplifies the f32 rounding of its terms by 1/std: rows with a
+        // tiny spread are outside what f32 can match to GRAD_TOL (at std >= 0.2 the worst
+        // error in 40 000 cases is 6e-7; at any std, 6e-6).
+        prop_assume!(width == 1 || row_stds(&x, width).iter().all(|&s| s >= 0.2));
+        let proj = wide(&uniform(&mut r, rows * width, -1.0, 1.0)); // L = <proj, y>
+        let dy: Vec<f32> = proj.iter().map(|&v| v as f32).collect();
+        let (x64, g64, b64) = (wide(&x), wide(&ln.gamma), wide(&ln.beta));
+
+        let y = ln.forward(&x, rows).to_vec();
+        check_value("y", &y, &layer_norm_ref(&x64, &g64, &b64), 1e-6)?;
+        let dx = ln.backward(&dy).to_vec();
+        prop_assert!(y.iter().chain(&dx).all(|v| v.is_finite()));
+        if width == 1 {
+            // x-hat = 0: y = beta and dx = 0 exactly.
+            prop_assert!(y.iter().zip(ln.beta.iter().cycle()).all(|(a, b)| a == b));
+            prop_assert!(dx.iter().all(|&v| v == 0.0));
+        }
+        let fd_x = fd_grad(|x| dot(&proj, &layer_norm_ref(x, &g64, &b64)), &x64);
+        let fd_g = fd_grad(|g| dot(&proj, &layer_norm_ref(&x64, g, &b64)), &g64);
+        let fd_b = fd_grad(|b| dot(&proj, &layer_norm_ref(&x64, &g64, b)), &b64);
+        check_grad("dx", &dx, &fd_x)?;
+        check_grad("dgamma", &ln.grad_gamma, &fd_g)?;
+        check_grad("dbeta", &ln.grad_beta, &fd_b)?;
+
+        // A second backward accumulates: the parameter gradients double exactly.
+        let (gg, gb) = (ln.grad_gamma.clone(), ln.grad_beta.clone());
+        let dx2 = ln.backward(&dy).to_vec();
+        prop_assert_eq!(bits(&[dx2]), bits(&[dx]));
+        for (a, b) in ln.grad_gamma.iter().chain(&ln.grad_beta).zip(gg.iter().chain(&gb)) {
+            prop_assert_eq!(*a, 2.0 * b);
+        }
+        ln.zero_grad();
+        prop_assert!(ln.grad_gamma.iter().chain(&ln.grad_beta).all(|&g| g == 0.0));
+        let [(gamma, dgamma), (beta, dbeta)] = ln.params_and_grads();
+        prop_assert!(gamma.len() == width && beta.len() == width);
+        prop_assert!(dgamma.len() == width && dbeta.len() == width);
+    }
+
+    #[test]
+    fn gelu_backward_matches_finite_differences(n in 1usize..60, seed: u64) {
+        let mut r = rng(seed);
+        let x = uniform(&mut r, n, -8.0, 8.0);
+        let proj = wide(&uniform(&mut r, n, -1.0, 1.0));
+        let dy: Vec<f32> = proj.iter().map(|&v| v as f32).collect();
+        let mut layer = Gelu::new();
+        let y = layer.forward(&x).to_vec();
+        check_value("gelu", &y, &gelu_ref(&wide(&x)), 5e-7)?;
+        let dx = layer.backward(&dy).to_vec();
+        check_grad("gelu dx", &dx, &fd_grad(|x| dot(&proj, &gelu_ref(x)), &wide(&x)))?;
+    }
+}
+
+#[test]
+fn gelu_is_exact_and_finite_at_extreme_inputs() {
+    let x = [
+        f32::MIN,
+        -1e30,
+        -1e4,
+        -100.0,
+        -30.0,
+        -0.0,
+        0.0,
+        30.0,
+        100.0,
+        1e4,
+        1e30,
+        f32::MAX,
+    ];
+    let mut y = [f32::NAN; 12];
+    gelu_forward(&x, &mut y);
+    let mut dx = [f32::NAN; 12];
+    gelu_backward(&x, &[1.0; 12], &mut dx);
+    for ((&x, &y), &d) in x.iter().zip(&y).zip(&dx) {
+        assert!(y.is_finite() && d.is_finite(), "x {x}: gelu {y}, gelu' {d}");
+        let (want_y, want_d) = match x {
+            0.0 => (0.0, 0.5),
+            _ if x < 0.0 => (0.0, 0.0),
+            _ => (x, 1.0),
+        };
+        assert!(y == want_y && d == want_d, "x {x}: gelu {y}, gelu' {d}");
+    }
+}
+
+#[test]
+fn gelu_kernels_match_scalar_code_bit_for_bit() {
+    // As `vector_kernels_match_scalar_code_bit_for_bit`: the scalar calls take the portable
+    // path, the kernels the AVX2 path where the CPU has it.
+    let x = uniform(&mut rng(4), 40_001, -12.0, 12.0);
+    let dy = uniform(&mut rng(5), x.len(), -1.0, 1.0);
+    let (mut y, mut row, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
+    gelu_forward(&x, &mut y);
+    gelu_row(&x, &mut row);
+    gelu_backward(&x, &dy, &mut dx);
+    for i in 0..x.len() {
+        let want = activation::gelu_one(x[i]).to_bits();
+        assert_eq!(y[i].to_bits(), want, "x = {}", x[i]);
+        assert_eq!(row[i].to_bits(), want, "x = {}", x[i]);
+        let want = (dy[i] * activation::gelu_grad_one(x[i])).to_bits();
+        assert_eq!(dx[i].to_bits(), want, "x = {}", x[i]);
+    }
+}
+
+#[test]
+fn layer_norm_normalise_row_matches_forward_bit_for_bit() {
+    let mut r = rng(6);
+    let (rows, width) = (50, 97);
+    let mut ln = LayerNorm::new(width).unwrap();
+    ln.gamma = uniform(&mut r, width, -2.0, 2.0);
+    ln.beta = uniform(&mut r, width, -1.0, 1.0);
+    let x = uniform(&mut r, rows * width, -5.0, 5.0);
+    let y = ln.forward(&x, rows).to_vec();
+    let mut row = vec![f32::NAN; width];
+    for (x, y) in x.chunks(width).zip(y.chunks(width)) {
+        ln.normalise_row(x, &mut row);
+        assert_eq!(bits(&[row.clone()]), bits(&[y.to_vec()]));
+    }
+}
+
+#[test]
+fn layer_norm_is_accurate_for_rows_far_from_zero() {
+    // Rows at 300 +- 1: with the mean rounded to f32 alone (half an ulp of 300 is 1.5e-5),
+    // x-hat would be off by up to ~3e-5; carried as hi + lo, x - mean keeps its precision.
+    let mut r = rng(8);
+    let (rows, width) = (20, 33);
+    let mut ln = LayerNorm::new(width).unwrap();
+    ln.gamma = uniform(&mut r, width, 0.5, 1.5);
+    let x: Vec<f32> = uniform(&mut r, rows * width, 299.0, 301.0);
+    let y = ln.forward(&x, rows).to_vec();
+    let want = layer_norm_ref(&wide(&x), &wide(&ln.gamma), &wide(&ln.beta));
+    check_value("y", &y, &want, 1e-6).unwrap();
+}
+
+/// Forward and two backwards (accumulating) of a layer norm cut into several pieces, in a
+/// pool of `threads` threads: y, dx, dgamma and dbeta.
+fn layer_norm_run(threads: usize) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut r = rng(7);
+        // 700 rows of 64: pieces of 256 rows, so three of them.
+        let (rows, width) = (700, 64);
+        let mut ln = LayerNorm::new(width).unwrap();
+        ln.gamma = uniform(&mut r, width, 0.5, 1.5);
+        ln.beta = uniform(&mut r, width, -1.0, 1.0);
+        let x = uniform(&mut r, rows * width, -3.0, 3.0);
+        let y = ln.forward(&x, rows).to_vec();
+        let dy = uniform(&mut r, rows * width, -1.0, 1.0);
+        ln.backward(&dy);
+        let dy = uniform(&mut r, rows * width, -1.0, 1.0);
+        let dx = ln.backward(&dy).to_vec();
+        vec![y, dx, ln.grad_gamma, ln.grad_beta]
+    })
+}
+
+#[test]
+fn layer_norm_is_deterministic_for_any_thread_count() {
+    let one = layer_norm_run(1);
+    for (a, b) in one.iter().zip(&layer_norm_run(3)) {
+        assert_eq!(
+            bits(std::slice::from_ref(a)),
+            bits(std::slice::from_ref(b)),
+            "3 threads"
+        );
+    }
+    for (a, b) in one.iter().zip(&layer_norm_run(2)) {
+        assert_eq!(
+            bits(std::slice::from_ref(a)),
+            bits(std::slice::from_ref(b)),
+            "2 threads"
+        );
+    }
+}
+
+#[test]
+fn layer_norm_rejects_zero_width() {
+    assert!(LayerNorm::new(0).is_err());
+    let ln = LayerNorm::new(3).unwrap();
+    assert_eq!(ln.width(), 3);
+    assert!(ln.gamma == [1.0; 3] && ln.beta == [0.0; 3]);
+}
