@@ -4,23 +4,9 @@ use super::simd::vectorised;
 use rayon::prelude::*;
 
 vectorised! {
-    /// sum_i a_i b_i with eight partial sums (a fixed order, so the same bits everywhere).
+    /// `gemm::dot8` compiled for AVX2 when the CPU has it.
     fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
-        let b = &b[..n];
-        let mut acc = [0.0f32; 8];
-        let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-        let (ar, br) = (ac.remainder(), bc.remainder());
-        for (x, y) in ac.zip(bc) {
-            for l in 0..8 {
-                acc[l] += x[l] * y[l];
-            }
-        }
-        let mut tail = 0.0;
-        for (x, y) in ar.iter().zip(br) {
-            tail += x * y;
-        }
-        ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+        super::gemm::dot8(a, b)
     }
 }
 

@@ -116,7 +116,7 @@ pub fn gemm(a: MatRef, b: MatRef, beta: f32, c: &mut [f32], ldc: usize) {
 /// sum_i a_i b_i with eight partial sums in a fixed order (vectorises; the same bits on
 /// every path).
 #[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot8(a: &[f32], b: &[f32]) -> f32 {
     let b = &b[..a.len()];
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
