@@ -23,8 +23,8 @@ use collapse_sim::rng::{ChainRng, stream};
 use criterion::{Criterion, Throughput};
 use rayon::prelude::*;
 use std::hint::black_box;
-use std::process::Command;
-use std::time::Instant;
+
+mod common;
 
 const BLOCK: usize = 64;
 const PROMPTS: usize = 64;
@@ -218,41 +218,17 @@ fn transformer_benches(c: &mut Criterion, blocks: &[Vec<u32>]) {
 fn ours(seconds: f64) -> f64 {
     pool(1).install(|| {
         let mut s = Stepper::new();
-        for _ in 0..2 {
-            s.step();
-        }
-        let mut best: f64 = 0.0;
-        for _ in 0..3 {
-            let start = Instant::now();
-            let mut steps = 0;
-            while start.elapsed().as_secs_f64() < seconds / 3.0 {
-                black_box(s.step());
-                steps += 1;
-            }
-            let tokens = steps * TRAIN_BATCH * SHAPE.context;
-            best = best.max(tokens as f64 / start.elapsed().as_secs_f64());
-        }
-        best
+        common::best_rate(seconds, 2, || (TRAIN_BATCH * SHAPE.context, s.step()))
     })
 }
 
 /// The peer's best training tokens/s on one thread.
 fn peer() -> Option<f64> {
-    let out = Command::new("python3")
-        .arg("benches/peers/lm_transformer_jax.py")
-        .args(["--config", "default", "--threads", "1"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "lm_transformer_jax.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
-    line["tokens_per_second_best"].as_f64()
+    common::peer_value(
+        "benches/peers/lm_transformer_jax.py",
+        &["--config", "default", "--threads", "1"],
+        "tokens_per_second_best",
+    )
 }
 
 /// Rounds of the peer comparison, alternating sides so that a slow spell hits both.
@@ -262,11 +238,7 @@ fn compare(skip: bool) {
     if skip {
         return;
     }
-    let jax = Command::new("python3")
-        .args(["-c", "import jax"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !jax {
+    if !common::jax_available() {
         println!("lm peer: JAX is not installed (pip install \"jax[cpu]\"): skipped");
         return;
     }

@@ -23,8 +23,9 @@ use collapse_sim::rng::{ChainRng, stream};
 use collapse_sim::vae::{Arch, LATENT, Vae};
 use criterion::{Criterion, Throughput};
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Instant;
+
+mod common;
 
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChainRng::for_chain(seed, stream::TEST, 0);
@@ -112,55 +113,20 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-fn jax_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import jax"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The peer's best examples/s for `model` on one thread.
 fn peer(model: &str) -> Option<f64> {
-    let out = Command::new("python3")
-        .arg("benches/peers/vae_jax.py")
-        .args(["--model", model, "--threads", "1", "--convt", "subpixel"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "vae_jax.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    v["examples_per_second_best"].as_f64()
+    common::peer_value(
+        "benches/peers/vae_jax.py",
+        &["--model", model, "--threads", "1", "--convt", "subpixel"],
+        "examples_per_second_best",
+    )
 }
 
 /// Our best examples/s over a few timed spans of steps on one thread.
 fn ours(arch: Arch, batch: usize, seconds: f64) -> f64 {
-    let p = pool(1);
-    p.install(|| {
+    pool(1).install(|| {
         let mut t = Trainer::new(arch, batch);
-        for _ in 0..3 {
-            t.step();
-        }
-        let mut best: f64 = 0.0;
-        for _ in 0..3 {
-            let start = Instant::now();
-            let mut steps = 0;
-            while start.elapsed().as_secs_f64() < seconds / 3.0 {
-                black_box(t.step());
-                steps += 1;
-            }
-            best = best.max((steps * batch) as f64 / start.elapsed().as_secs_f64());
-        }
-        best
+        common::best_rate(seconds, 3, || (batch, t.step()))
     })
 }
 
@@ -251,7 +217,7 @@ fn compare(smoke: bool) {
     if smoke {
         return;
     }
-    if !jax_available() {
+    if !common::jax_available() {
         println!("vae peer: JAX is not installed (pip install \"jax[cpu]\"): skipped");
         return;
     }

@@ -91,13 +91,10 @@ pub(crate) struct LmArgs {
     #[command(flatten)]
     run: pieces::ModelRunArgs,
     /// Folder for the results (lm.parquet, summary.parquet, perplexities.parquet,
-    /// survival.parquet, samples.csv) and the seeds' checkpoints (DIR/checkpoints, written
-    /// after every generation).
+    /// survival.parquet, samples.csv) and the checkpoints (DIR/checkpoints: a transformer's
+    /// base, and each seed's, written after every generation and within one).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run whose checkpoints are in --out.
-    #[arg(long)]
-    resume: bool,
 }
 
 impl LmArgs {
@@ -181,16 +178,14 @@ impl LmArgs {
 pub(crate) fn command(args: LmArgs) -> Result<()> {
     let spec = args.spec()?;
     let out = args.out.as_deref();
-    if args.resume && out.is_none() {
-        bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
-    }
-    pieces::check_threads_and_out_dir(args.run.threads, out)?;
+    let shard = args.run.check(spec.seeds, out)?;
     if let Some(out) = out
-        && !args.resume
+        && !args.run.resume
     {
         // Refused before any work (the run would refuse it after tokenizing).
-        for s in 0..spec.seeds as u64 {
-            let file = pieces::checkpoint_dir(out).join(format!("seed-{}.ckpt", spec.seed + s));
+        for s in shard.clone().unwrap_or(0..spec.seeds) {
+            let file =
+                pieces::checkpoint_dir(out).join(format!("seed-{}.ckpt", spec.seed + s as u64));
             if file.exists() {
                 bail!(
                     "checkpoint {} exists: pass --resume to continue that run, or delete it",
@@ -231,6 +226,20 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
                     );
                 }
             }
+            Event::Continued {
+                seed,
+                generation,
+                done,
+                total,
+            } => {
+                // Every tenth of a synthetic set.
+                let tenth = total.div_ceil(10);
+                if done == total || done / tenth != (done - 1) / tenth {
+                    eprintln!(
+                        "[{t:>7.1} s] seed {seed} generation {generation}: {done}/{total} prompts continued"
+                    );
+                }
+            }
             Event::Generation {
                 seed,
                 generation,
@@ -244,13 +253,28 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
     pieces::catch_signals()?;
     let mut control = Control {
         checkpoint_dir: out.map(pieces::checkpoint_dir),
-        resume: args.resume,
+        resume: args.run.resume,
+        checkpoint_every: args.run.checkpoint_every(),
         stop: &pieces::STOP,
         progress: &mut progress,
     };
-    let run = match pool.install(|| collapse_sim::lm::simulate_with(&corpus, &spec, &mut control)) {
-        Ok(run) => run,
-        Err(LmError::Interrupted) => return Err(pieces::interrupted(out, "generations")),
+    let run = match shard {
+        Some(seeds) => pool
+            .install(|| collapse_sim::lm::simulate_seeds(&corpus, &spec, seeds, &mut control))
+            .map(|done| {
+                let seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
+                Err(seeds)
+            }),
+        None => pool
+            .install(|| collapse_sim::lm::simulate_with(&corpus, &spec, &mut control))
+            .map(Ok),
+    };
+    let run = match run {
+        Ok(Ok(run)) => run,
+        Ok(Err(shard_seeds)) => return args.run.shard_done("lm", &shard_seeds, out),
+        Err(LmError::Interrupted) => {
+            return Err(pieces::interrupted(out, "training steps and continuations"));
+        }
         Err(e) => return Err(e.into()),
     };
     pieces::write_and_print(&run, out, args.run.json, write_run, to_json, print_table)

@@ -12,6 +12,7 @@ use collapse_sim::shard::{
     self, Assemble, ChainRange, Checkpoint, Layout, PieceRecord, PieceRun, PieceSink, RunHeader,
     ShardError,
 };
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -125,10 +126,72 @@ pub(crate) struct ModelRunArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Continue the run whose checkpoints are in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Least seconds between two checkpoints within a generation (one is always written at
+    /// the end of a generation).
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub checkpoint_every: f64,
+    /// Run only shard I of N of the seeds (seed indices [I S/N, (I+1) S/N)), leaving their
+    /// checkpoints in --out; the same command without --shard and with --resume then
+    /// assembles the results (one job per shard, e.g. a Slurm array, then one that assembles).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+}
+
+impl ModelRunArgs {
+    /// Checks the options against a run of `seeds` seeds writing to `out`; the shard's seed
+    /// indices, if any.
+    pub fn check(&self, seeds: usize, out: Option<&Path>) -> Result<Option<Range<usize>>> {
+        if self.resume && out.is_none() {
+            bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
+        }
+        if !(self.checkpoint_every.is_finite() && self.checkpoint_every >= 0.0) {
+            bail!(
+                "invalid --checkpoint-every: must be a finite number of seconds >= 0, got {}",
+                self.checkpoint_every
+            );
+        }
+        check_threads_and_out_dir(self.threads, out)?;
+        let Some(text) = &self.shard else {
+            return Ok(None);
+        };
+        if out.is_none() {
+            bail!("invalid --shard: a shard's seeds are kept in --out DIR, which is missing");
+        }
+        let (i, n) = parse_shard(text, seeds as u64, "seed")?;
+        let range = ChainRange::shard(i, n, seeds as u64);
+        Ok(Some(range.start as usize..range.end as usize))
+    }
+
+    pub fn checkpoint_every(&self) -> Duration {
+        Duration::from_secs_f64(self.checkpoint_every)
+    }
+
+    /// Prints what a shard did: its seeds, and how to assemble the whole run.
+    pub fn shard_done(&self, process: &str, seeds: &[u64], out: Option<&Path>) -> Result<()> {
+        if self.json {
+            outln!(
+                "{}",
+                serde_json::json!({"process": process, "shard": self.shard, "seeds_done": seeds})
+            );
+            return Ok(());
+        }
+        let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        outln!(
+            "shard {}: seeds {} done, checkpoints in {}; assemble with the same command without --shard, with --resume",
+            self.shard.as_deref().unwrap_or_default(),
+            seeds.join(", "),
+            out.map(|d| checkpoint_dir(d).display().to_string())
+                .unwrap_or_default()
+        );
+        Ok(())
+    }
 }
 
 /// `--threads` at least 1 and `--out` a folder or not there yet.
-pub(crate) fn check_threads_and_out_dir(threads: Option<usize>, out: Option<&Path>) -> Result<()> {
+fn check_threads_and_out_dir(threads: Option<usize>, out: Option<&Path>) -> Result<()> {
     if threads == Some(0) {
         bail!("invalid --threads: must be at least 1");
     }

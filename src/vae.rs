@@ -10,7 +10,7 @@ use collapse_sim::vae::{Arch, Control, DataSplit, Event, Synthetic, VaeError, Va
 use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Args)]
 pub(crate) struct VaeArgs {
@@ -60,18 +60,6 @@ pub(crate) struct VaeArgs {
     /// checkpoints (DIR/checkpoints).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run whose checkpoints are in --out.
-    #[arg(long)]
-    resume: bool,
-    /// Least seconds between two checkpoints within a generation (one is always written at
-    /// the end of a generation).
-    #[arg(long, default_value_t = 60.0)]
-    checkpoint_every: f64,
-    /// Run only shard I of N of the seeds (seed indices [I S/N, (I+1) S/N)), leaving their
-    /// checkpoints in --out; the same command without --shard and with --resume then
-    /// assembles the results (one job per shard, e.g. a Slurm array, then one that assembles).
-    #[arg(long)]
-    shard: Option<String>,
 }
 
 impl VaeArgs {
@@ -95,30 +83,10 @@ impl VaeArgs {
 pub(crate) fn command(args: VaeArgs) -> Result<()> {
     let spec = args.spec()?;
     let out = args.out.as_deref();
-    if args.resume && out.is_none() {
-        bail!("invalid --resume: it continues the checkpoints of --out DIR, which is missing");
-    }
-    if !(args.checkpoint_every.is_finite() && args.checkpoint_every >= 0.0) {
-        bail!(
-            "invalid --checkpoint-every: must be a finite number of seconds >= 0, got {}",
-            args.checkpoint_every
-        );
-    }
+    let shard = args.run.check(spec.seeds, out)?;
     if args.images == Some(0) {
         bail!("invalid --images: must be at least 1");
     }
-    pieces::check_threads_and_out_dir(args.run.threads, out)?;
-    let shard = match &args.shard {
-        Some(text) => {
-            if out.is_none() {
-                bail!("invalid --shard: a shard's seeds are kept in --out DIR, which is missing");
-            }
-            let (i, n) = pieces::parse_shard(text, spec.seeds as u64, "seed")?;
-            let range = collapse_sim::shard::ChainRange::shard(i, n, spec.seeds as u64);
-            Some(range.start as usize..range.end as usize)
-        }
-        None => None,
-    };
     let digits = data::load(&args.data)?;
     let mut split = DataSplit::new(&args.data, digits)?;
     if let Some(n) = args.images {
@@ -164,8 +132,8 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     };
     let mut control = Control {
         checkpoint_dir: out.map(pieces::checkpoint_dir),
-        resume: args.resume,
-        checkpoint_every: Duration::from_secs_f64(args.checkpoint_every),
+        resume: args.run.resume,
+        checkpoint_every: args.run.checkpoint_every(),
         stop: &pieces::STOP,
         progress: &mut progress,
     };
@@ -180,23 +148,8 @@ pub(crate) fn command(args: VaeArgs) -> Result<()> {
     let run = match run {
         Ok(Outcome::Whole(r)) => r,
         Ok(Outcome::Shard(done)) => {
-            if args.run.json {
-                let seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
-                outln!(
-                    "{}",
-                    json!({"process": "vae", "shard": args.shard, "seeds_done": seeds})
-                );
-                return Ok(());
-            }
-            let seeds: Vec<String> = done.iter().map(|r| r.seed.to_string()).collect();
-            outln!(
-                "shard {}: seeds {} done, checkpoints in {}; assemble with the same command without --shard, with --resume",
-                args.shard.as_deref().unwrap_or_default(),
-                seeds.join(", "),
-                out.map(|d| pieces::checkpoint_dir(d).display().to_string())
-                    .unwrap_or_default()
-            );
-            return Ok(());
+            let seeds: Vec<u64> = done.iter().map(|r| r.seed).collect();
+            return args.run.shard_done("vae", &seeds, out);
         }
         Err(VaeError::Interrupted) => return Err(pieces::interrupted(out, "epochs")),
         Err(e) => return Err(e.into()),

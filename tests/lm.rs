@@ -69,6 +69,11 @@ fn bad_input_is_refused_in_one_line() {
             (&["--repetition-penalty", "0.5"], "repetition penalty"),
             (&["--threads", "0"], "--threads"),
             (&["--resume"], "--out"),
+            (&["--shard", "0/2"], "--out"),
+            (&["--shard", "1/1/1", "--out", "/tmp/x"], "--shard"),
+            (&["--shard", "0/2", "--out", "/tmp/x"], "2 shards of 1 seed"),
+            (&["--checkpoint-every=-1"], "--checkpoint-every"),
+            (&["--checkpoint-every", "NaN"], "--checkpoint-every"),
         ],
     );
 }
@@ -197,6 +202,8 @@ fn quick_transformer_run() {
         "1",
         "--generations",
         "2",
+        "--seeds",
+        "2",
         "--json",
     ];
     let run = json_of(&collapse(&args));
@@ -214,4 +221,47 @@ fn quick_transformer_run() {
         let ppl = r["test_perplexity"]["mean"].as_f64().unwrap();
         assert!(ppl > 1.0 && ppl < 512.0, "{ppl}");
     }
+
+    // The seeds in two shards (a Slurm array), then the whole command with --resume
+    // assembles them without training again: the same rows.
+    let sharded = temp_dir("transformer-shards");
+    let with = |extra: &[&str]| -> Vec<String> {
+        args.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
+    let out = sharded.to_str().unwrap();
+    for shard in ["1/2", "0/2"] {
+        let a = with(&["--out", out, "--shard", shard]);
+        let done = json_of(&collapse(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+        assert_eq!(done["shard"], shard);
+    }
+    assert!(sharded.join("checkpoints/base.ckpt").is_file());
+    assert!(
+        !sharded.join("lm.parquet").exists(),
+        "a shard writes only checkpoints"
+    );
+    let a = with(&["--out", out, "--resume"]);
+    let assembled = collapse(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&assembled.stderr).into_owned();
+    assert!(
+        !stderr.contains("training step"),
+        "assembling trained again: {stderr}"
+    );
+    assert_eq!(json_of(&assembled)["rows"], run["rows"]);
+    refused(
+        &collapse(&["--seeds", "2", "--shard", "2/3", "--out", out]),
+        "3 shards of 2 seeds",
+    );
+    std::fs::remove_dir_all(&sharded).unwrap();
+
+    // SIGINT once the first checkpoint (the base's, within its training) is written; the
+    // same command with --resume gives the same rows.
+    let stopped = temp_dir("transformer-sigint");
+    let out = stopped.to_str().unwrap();
+    let a = with(&["--out", out, "--checkpoint-every", "0"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    common::interrupt_once_saved("lm", &a, &stopped.join("checkpoints/base.ckpt"));
+    let mut resumed = a.clone();
+    resumed.push("--resume");
+    assert_eq!(json_of(&collapse(&resumed))["rows"], run["rows"]);
+    std::fs::remove_dir_all(&stopped).unwrap();
 }

@@ -6,8 +6,7 @@
 use collapse_sim::data;
 use collapse_sim::vae::{Arch, DataSplit, VaeSpec, simulate_in_memory};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 mod common;
 
@@ -150,31 +149,7 @@ fn quick_run_json_files_interrupt_and_resume() {
     let mut args2 = QUICK.to_vec();
     args2.extend(["--json", "--out", d2, "--epochs", "6"]);
     let ckpt = dir2.join("checkpoints").join("seed-0.ckpt");
-    let child = Command::new(env!("CARGO_BIN_EXE_collapse"))
-        .args(["simulate", "vae"])
-        .args(&args2)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !ckpt.exists() && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(ckpt.exists(), "no checkpoint within two minutes");
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.code() == Some(130) {
-        assert!(stderr.contains("--resume"), "{stderr}");
-    } else {
-        // The run may have finished before the signal arrived.
-        assert!(out.status.success(), "{stderr}");
-    }
+    common::interrupt_once_saved("vae", &args2, &ckpt);
     args2.push("--resume");
     let resumed = json_of(&collapse(&args2));
     let whole_dir = temp_dir("whole");

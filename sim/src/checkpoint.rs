@@ -5,6 +5,7 @@
 //! (length u64 + UTF-8), the model's payload, then a CRC-32 of everything before it.
 
 use crate::files::write_atomic;
+use crate::nn::Moments;
 use std::path::{Path, PathBuf};
 
 /// What distinguishes one model's checkpoints.
@@ -64,6 +65,21 @@ impl Writer {
             self.f64(x);
         }
     }
+    pub fn u32s(&mut self, v: &[u32]) {
+        self.u64(v.len() as u64);
+        for x in v {
+            self.0.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    /// Adam's state: step count, then per parameter slice its two moments.
+    pub fn adam(&mut self, steps: u64, moments: &[Moments]) {
+        self.u64(steps);
+        self.u64(moments.len() as u64);
+        for (m, v) in moments {
+            self.f32s(m);
+            self.f32s(v);
+        }
+    }
 }
 
 pub(crate) struct Reader<'a> {
@@ -110,6 +126,22 @@ impl<'a> Reader<'a> {
     pub fn f64s(&mut self) -> Result<Vec<f64>, String> {
         let n = self.len(8)?;
         (0..n).map(|_| self.f64()).collect()
+    }
+    pub fn u32s(&mut self) -> Result<Vec<u32>, String> {
+        let n = self.len(4)?;
+        Ok(self
+            .take(4 * n)?
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+    /// What [`Writer::adam`] wrote.
+    pub fn adam(&mut self) -> Result<(u64, Vec<Moments>), String> {
+        let steps = self.u64()?;
+        let moments = (0..self.len(16)?)
+            .map(|_| Ok((self.f32s()?, self.f32s()?)))
+            .collect::<Result<_, String>>()?;
+        Ok((steps, moments))
     }
 }
 

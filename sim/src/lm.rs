@@ -47,13 +47,15 @@ use crate::data::{Corpus, Part};
 use crate::rng::{ChainRng, shuffle, stream};
 use crate::stats::MeanError;
 use bpe::Bpe;
+use checkpoint::{BaseState, Partial, SavedTraining, SeedState};
 use collapse_analysis::strategy::{Strategy, round_fraction};
 use ngram::NGram;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use transformer::Transformer;
+use std::time::{Duration, Instant};
+use transformer::{TrainingRun, Transformer};
 
 pub use checkpoint::CheckpointError;
 
@@ -507,6 +509,13 @@ pub enum Event {
         steps: usize,
         loss: f64,
     },
+    /// A batch of prompts was continued: `done` of the `total` of a generation's synthetic set.
+    Continued {
+        seed: u64,
+        generation: usize,
+        done: usize,
+        total: usize,
+    },
     /// A generation was fitted, measured and its synthetic set generated.
     Generation {
         seed: u64,
@@ -586,38 +595,78 @@ impl Model {
     }
 }
 
-/// Trains `model` on `sequences` under `training`, reporting each step; a stop request ends
-/// it with [`LmError::Interrupted`].
+/// What a training run's checkpoint callback receives: the model and the run, paused
+/// between steps.
+type SaveTraining<'s> = dyn FnMut(&mut Transformer, &TrainingRun) -> Result<(), LmError> + 's;
+
+/// What a generation's checkpoint callback receives: the continuations so far.
+type SaveContinuations<'s> = dyn FnMut(&[Vec<u32>]) -> Result<(), LmError> + 's;
+
+/// Continues `run` of `model` on `sequences` to its end, reporting each step. With a
+/// checkpoint folder it pauses at most every `checkpoint_every` to `save`; a stop request
+/// saves and ends it with [`LmError::Interrupted`].
 fn train_transformer(
     model: &mut Transformer,
     sequences: &[&[u32]],
-    training: transformer::Training,
+    run: &mut TrainingRun,
     order_rng: &dyn Fn(usize) -> ChainRng,
-    seed: Option<u64>,
-    generation: usize,
+    (seed, generation): (Option<u64>, usize),
     control: &mut Control,
+    save: &mut SaveTraining,
 ) -> Result<(), LmError> {
-    let stop = control.stop;
-    let progress = &mut control.progress;
-    let done = model.train(sequences, training, order_rng, &mut |r| {
-        progress(Event::Training {
-            seed,
-            generation,
-            step: r.step,
-            steps: r.steps,
-            loss: r.loss,
-        });
-        !stop.load(Ordering::SeqCst)
-    })?;
-    if done {
-        Ok(())
-    } else {
-        Err(LmError::Interrupted)
+    let checkpointing = control.checkpoint_dir.is_some();
+    let every = control.checkpoint_every;
+    let mut last_save = Instant::now();
+    loop {
+        let stop = control.stop;
+        let progress = &mut control.progress;
+        let mut stopped = false;
+        let done = model.train_run(sequences, run, order_rng, &mut |r| {
+            progress(Event::Training {
+                seed,
+                generation,
+                step: r.step,
+                steps: r.steps,
+                loss: r.loss,
+            });
+            stopped = stop.load(Ordering::SeqCst);
+            let due = checkpointing && last_save.elapsed() >= every;
+            !(stopped || due)
+        })?;
+        if done {
+            return Ok(());
+        }
+        save(model, run)?;
+        last_save = Instant::now();
+        if stopped {
+            return Err(LmError::Interrupted);
+        }
     }
 }
 
+/// The settings a transformer base depends on (its checkpoint must match them).
+fn base_identity(spec: &LmSpec, t: &TransformerSpec) -> String {
+    format!(
+        "lm base corpus {} vocab {} block {} blocks {:?} width {} layers {} heads {} epochs {} windows {:?} batch {} lr {} weight decay {}",
+        spec.corpus,
+        spec.vocab_size,
+        spec.block,
+        spec.max_blocks,
+        t.width,
+        t.layers,
+        t.heads,
+        t.base_epochs,
+        t.base_windows,
+        t.batch,
+        t.base_lr,
+        t.weight_decay
+    )
+}
+
 /// What every seed starts from: the n-gram fitted to the real blocks (generation 0 itself),
-/// or the transformer trained from [`BASE_SEED`] on the real training windows.
+/// or the transformer trained from [`BASE_SEED`] on the real training windows. With a
+/// checkpoint folder the base is saved there (`base.ckpt`, also during training) and a saved
+/// base of the same settings is picked up, with or without `resume`: it is a function of them.
 pub fn base_model(
     spec: &LmSpec,
     data: &Tokenized,
@@ -642,31 +691,61 @@ pub fn base_model(
             }
             let config = t.config(vocab, spec.block);
             let mut model = Transformer::new(config, &mut rng_for(BASE_SEED, Purpose::Init, 0, 0))?;
+            let file = control.checkpoint_dir.as_deref().map(checkpoint::base_path);
+            let identity = base_identity(spec, &t);
+            let mut run = TrainingRun::new(t.training(true))?;
+            match file
+                .as_deref()
+                .map(|path| checkpoint::load_base(path, &identity))
+                .transpose()?
+                .flatten()
+            {
+                Some(BaseState::Trained(params)) => {
+                    model.set_flat_parameters(&params)?;
+                    return Ok(Model::Transformer(Box::new(model)));
+                }
+                Some(BaseState::Training(saved)) => saved.restore(&mut model, &mut run)?,
+                None => {}
+            }
             let windows: Vec<&[u32]> = data.train_windows.iter().map(Vec::as_slice).collect();
             let order = |epoch: usize| rng_for(BASE_SEED, Purpose::BaseOrder, 0, epoch);
+            let mut save = |m: &mut Transformer, r: &TrainingRun| -> Result<(), LmError> {
+                if let Some(path) = &file {
+                    let state = BaseState::Training(SavedTraining::of(m, r));
+                    checkpoint::save_base(path, &identity, &state)?;
+                }
+                Ok(())
+            };
             train_transformer(
                 &mut model,
                 &windows,
-                t.training(true),
+                &mut run,
                 &order,
-                None,
-                0,
+                (None, 0),
                 control,
+                &mut save,
             )?;
+            if let Some(path) = &file {
+                let state = BaseState::Trained(model.flat_parameters());
+                checkpoint::save_base(path, &identity, &state)?;
+            }
             Ok(Model::Transformer(Box::new(model)))
         }
     }
 }
 
 /// The model of generation g >= 0 of `seed` trained on `blocks`: an n-gram fitted afresh, or
-/// the transformer base fine-tuned.
+/// the transformer base fine-tuned (continuing `resume`, a paused fine-tuning, if given).
+#[allow(clippy::too_many_arguments)]
 fn fit_generation(
     spec: &LmSpec,
     base: &Model,
     blocks: &[&[u32]],
     seed: u64,
     g: usize,
+    resume: Option<SavedTraining>,
     control: &mut Control,
+    save: &mut SaveTraining,
 ) -> Result<Model, LmError> {
     match (spec.model, base) {
         (ModelKind::Ngram { order }, Model::Ngram(b)) => {
@@ -674,15 +753,19 @@ fn fit_generation(
         }
         (ModelKind::Transformer(t), Model::Transformer(b)) => {
             let mut model = b.as_ref().clone();
+            let mut run = TrainingRun::new(t.training(false))?;
+            if let Some(saved) = resume {
+                saved.restore(&mut model, &mut run)?;
+            }
             let order = |epoch: usize| rng_for(seed, Purpose::Order, g, epoch);
             train_transformer(
                 &mut model,
                 blocks,
-                t.training(false),
+                &mut run,
                 &order,
-                Some(seed),
-                g,
+                (Some(seed), g),
                 control,
+                save,
             )?;
             Ok(Model::Transformer(Box::new(model)))
         }
@@ -690,33 +773,47 @@ fn fit_generation(
     }
 }
 
-/// Generation 0 of `seed` when it is not the base itself: the transformer base fine-tuned on
-/// the real training blocks (None for an n-gram, whose base is generation 0).
-fn generation_zero(
-    spec: &LmSpec,
-    data: &Tokenized,
-    base: &Model,
-    seed: u64,
-    control: &mut Control,
-) -> Result<Option<Model>, LmError> {
-    match spec.model {
-        ModelKind::Ngram { .. } => Ok(None),
-        ModelKind::Transformer(_) => {
-            let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
-            fit_generation(spec, base, &real, seed, 0, control).map(Some)
+/// `base` (a transformer) with `params`.
+fn with_parameters(base: &Model, params: &[f32]) -> Result<Model, SimError> {
+    match base {
+        Model::Transformer(b) => {
+            let mut model = b.as_ref().clone();
+            model.set_flat_parameters(params)?;
+            Ok(Model::Transformer(Box::new(model)))
         }
+        Model::Ngram(_) => unreachable!("an n-gram's generations are refitted, not restored"),
     }
 }
 
 /// How a run is checkpointed, stopped and watched.
 pub struct Control<'a> {
-    /// Folder of the seeds' checkpoint files (None: no checkpoints).
+    /// Folder of the checkpoint files (None: no checkpoints).
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the checkpoints (else an existing one is refused).
+    /// Continue from the seeds' checkpoints (else an existing one is refused).
     pub resume: bool,
-    /// Set (by a signal handler) to stop at the next generation boundary, after saving.
+    /// Least time between two checkpoints within a generation (or the base's training); one
+    /// is always written when a generation ends.
+    pub checkpoint_every: Duration,
+    /// Set (by a signal handler) to stop at the next training step or batch of prompts, after
+    /// saving.
     pub stop: &'a AtomicBool,
     pub progress: &'a mut (dyn FnMut(Event) + Send),
+}
+
+impl<'a> Control<'a> {
+    /// No checkpoints: a stop request ends the run with nothing saved.
+    pub fn in_memory(
+        stop: &'a AtomicBool,
+        progress: &'a mut (dyn FnMut(Event) + Send),
+    ) -> Control<'a> {
+        Control {
+            checkpoint_dir: None,
+            resume: false,
+            checkpoint_every: Duration::ZERO,
+            stop,
+            progress,
+        }
+    }
 }
 
 /// Errors of a run.
@@ -738,26 +835,23 @@ pub fn simulate(
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<LmRun, SimError> {
     let stop = AtomicBool::new(false);
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        stop: &stop,
-        progress,
-    };
-    simulate_with(corpus, spec, &mut control).map_err(|e| match e {
-        LmError::Sim(e) => e,
-        // Neither a checkpoint nor a stop exists without them.
-        other => unreachable!("an in-memory run failed with {other}"),
-    })
+    simulate_with(corpus, spec, &mut Control::in_memory(&stop, progress)).map_err(in_memory)
 }
 
-/// Runs every seed of `spec` on `corpus` under `control`: each seed's checkpoint is written
-/// after every generation, and a resumed run gives the uninterrupted run's results.
-pub fn simulate_with(
+/// The error of a run without checkpoints or stop requests.
+fn in_memory(e: LmError) -> SimError {
+    match e {
+        LmError::Sim(e) => e,
+        other => unreachable!("an in-memory run failed with {other}"),
+    }
+}
+
+/// Tokenizes the corpus (reported as an event) and gets the base.
+fn prepare(
     corpus: &Corpus,
     spec: &LmSpec,
     control: &mut Control,
-) -> Result<LmRun, LmError> {
+) -> Result<(Tokenized, Model), LmError> {
     spec.validate()?;
     let data = tokenize(corpus, spec)?;
     (control.progress)(Event::Tokenized {
@@ -765,37 +859,27 @@ pub fn simulate_with(
         train_blocks: data.train.len(),
         test_blocks: data.test.len(),
     });
-    let vocab = data.tokenizer.vocab_size();
-    let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
     let base = base_model(spec, &data, control)?;
+    Ok((data, base))
+}
+
+/// Runs every seed of `spec` on `corpus` under `control`: each seed's checkpoint is written
+/// after every generation (and within one, see [`Control`]), and a resumed run gives the
+/// uninterrupted run's results.
+pub fn simulate_with(
+    corpus: &Corpus,
+    spec: &LmSpec,
+    control: &mut Control,
+) -> Result<LmRun, LmError> {
+    let (data, base) = prepare(corpus, spec, control)?;
+    let (seeds, first_zero) = run_seeds(spec, &data, &base, 0..spec.seeds, control)?;
     // The real blocks' histogram is scored by the first seed's generation 0.
-    let first_zero = generation_zero(spec, &data, &base, spec.seed, control)?;
+    let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
     let real_log10_perplexity =
         block_log10_perplexities(first_zero.as_ref().unwrap_or(&base), &real);
-    let mut first_zero = Some(first_zero);
-    let mut seeds: Vec<SeedRun> = Vec::with_capacity(spec.seeds);
-    for s in 0..spec.seeds as u64 {
-        let seed = spec.seed + s;
-        let run = match seeds.first() {
-            // Nothing random: every seed's run is the first one's (tested against running it).
-            Some(first) if !seed_matters(spec) => SeedRun {
-                seed,
-                generations: first.generations.clone(),
-            },
-            _ => run_seed_with(
-                spec,
-                &data,
-                &base,
-                first_zero.take().flatten(),
-                seed,
-                control,
-            )?,
-        };
-        seeds.push(run);
-    }
     Ok(LmRun {
         spec: spec.clone(),
-        vocab,
+        vocab: data.tokenizer.vocab_size(),
         train_blocks: data.train.len(),
         test_blocks: data.test.len(),
         train_tokens: data.train_tokens,
@@ -803,6 +887,60 @@ pub fn simulate_with(
         real_log10_perplexity,
         seeds,
     })
+}
+
+/// Runs seeds `indices` (of 0..spec.seeds; index i is seed `spec.seed + i`) of `spec`: a shard
+/// of the seeds, whose checkpoints (in `control`'s folder, which it needs) a later whole run
+/// with `resume` picks up.
+pub fn simulate_seeds(
+    corpus: &Corpus,
+    spec: &LmSpec,
+    indices: std::ops::Range<usize>,
+    control: &mut Control,
+) -> Result<Vec<SeedRun>, LmError> {
+    if indices.end > spec.seeds || indices.is_empty() {
+        return Err(SimError::Invalid {
+            what: "seeds",
+            why: format!(
+                "{indices:?} is not a part of the spec's {} seeds",
+                spec.seeds
+            ),
+        }
+        .into());
+    }
+    let (data, base) = prepare(corpus, spec, control)?;
+    Ok(run_seeds(spec, &data, &base, indices, control)?.0)
+}
+
+/// The seeds `indices`, and the first one's generation 0 (a transformer's).
+fn run_seeds(
+    spec: &LmSpec,
+    data: &Tokenized,
+    base: &Model,
+    indices: std::ops::Range<usize>,
+    control: &mut Control,
+) -> Result<(Vec<SeedRun>, Option<Model>), LmError> {
+    let mut seeds: Vec<SeedRun> = Vec::with_capacity(indices.len());
+    let mut first_zero = None;
+    for s in indices {
+        let seed = spec.seed + s as u64;
+        let run = match seeds.first() {
+            // Nothing random: every seed's run is the first one's (tested against running it).
+            Some(first) if !seed_matters(spec) => SeedRun {
+                seed,
+                generations: first.generations.clone(),
+            },
+            _ => {
+                let (run, zero) = seed_run(spec, data, base, seed, control)?;
+                if seeds.is_empty() {
+                    first_zero = zero;
+                }
+                run
+            }
+        };
+        seeds.push(run);
+    }
+    Ok((seeds, first_zero))
 }
 
 /// What a checkpoint must match: every setting that changes a seed's run.
@@ -838,31 +976,38 @@ pub fn run_seed(
     progress: &mut (dyn FnMut(Event) + Send),
 ) -> Result<SeedRun, SimError> {
     let stop = AtomicBool::new(false);
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        stop: &stop,
-        progress,
-    };
-    run_seed_with(spec, data, base, None, seed, &mut control).map_err(|e| match e {
-        LmError::Sim(e) => e,
-        other => unreachable!("an in-memory seed failed with {other}"),
-    })
+    run_seed_with(
+        spec,
+        data,
+        base,
+        seed,
+        &mut Control::in_memory(&stop, progress),
+    )
+    .map_err(in_memory)
 }
 
 /// One seed: generation 0 is the n-gram `base` or the transformer base fine-tuned on the real
-/// blocks (`zero`, if already trained); each later one is fitted to (or fine-tuned on) the
-/// strategy's training set. With a checkpoint folder, the seed's state is saved after every
-/// generation and a saved state is continued (a transformer's generation 0 is trained again:
-/// it scores every later generation).
+/// blocks; each later one is fitted to (or fine-tuned on) the strategy's training set. With a
+/// checkpoint folder, the seed's state is saved after every generation (and within one, see
+/// [`Control`]) and a saved state is continued.
 pub fn run_seed_with(
     spec: &LmSpec,
     data: &Tokenized,
     base: &Model,
-    zero: Option<Model>,
     seed: u64,
     control: &mut Control,
 ) -> Result<SeedRun, LmError> {
+    Ok(seed_run(spec, data, base, seed, control)?.0)
+}
+
+/// [`run_seed_with`], also giving a transformer's generation 0.
+fn seed_run(
+    spec: &LmSpec,
+    data: &Tokenized,
+    base: &Model,
+    seed: u64,
+    control: &mut Control,
+) -> Result<(SeedRun, Option<Model>), LmError> {
     let n = data.train.len();
     let mut kept_order: Vec<u32> = (0..n as u32).collect();
     shuffle(
@@ -874,48 +1019,135 @@ pub fn run_seed_with(
         .checkpoint_dir
         .as_ref()
         .map(|dir| crate::checkpoint::path(dir, seed));
-    // Every synthetic set the next generation needs (accumulating strategies: all of them).
-    let saved = match &file {
+    let (mut state, mut partial) = match &file {
         Some(path) => checkpoint::load(path, &identity, seed, control.resume)?,
         None => None,
+    }
+    .unwrap_or_default();
+    let save = |state: &SeedState, partial: Option<&Partial>| -> Result<(), LmError> {
+        if let Some(path) = &file {
+            checkpoint::save(path, &identity, seed, state, partial)?;
+        }
+        Ok(())
     };
-    let checkpoint::SeedState {
-        mut generations,
-        mut sets,
-    } = saved.unwrap_or(checkpoint::SeedState {
-        generations: Vec::with_capacity(spec.generations),
-        sets: Vec::new(),
-    });
     let accumulating = matches!(
         spec.strategy,
         Strategy::Accumulate | Strategy::AccumulateSubsample
     );
-    let zero = match zero {
-        Some(z) => Some(z),
-        None if generations.len() < spec.generations => {
-            generation_zero(spec, data, base, seed, control)?
+    let real: Vec<&[u32]> = data.train.iter().map(Vec::as_slice).collect();
+    // A transformer's generation 0: the base fine-tuned on the real blocks (it scores every
+    // generation), saved as soon as it is trained.
+    let zero = match (spec.model, &state.zero) {
+        (ModelKind::Ngram { .. }, _) => None,
+        (ModelKind::Transformer(_), Some(params)) => Some(with_parameters(base, params)?),
+        (ModelKind::Transformer(_), None) => {
+            let resume = match partial.take() {
+                Some(Partial::Training {
+                    generation: 0,
+                    saved,
+                }) => Some(saved),
+                _ => None,
+            };
+            let mut save_training = |m: &mut Transformer, r: &TrainingRun| {
+                let saved = SavedTraining::of(m, r);
+                save(
+                    &state,
+                    Some(&Partial::Training {
+                        generation: 0,
+                        saved,
+                    }),
+                )
+            };
+            let zero = fit_generation(
+                spec,
+                base,
+                &real,
+                seed,
+                0,
+                resume,
+                control,
+                &mut save_training,
+            )?;
+            if let Model::Transformer(t) = &zero {
+                state.zero = Some(t.as_ref().clone().flat_parameters());
+            }
+            save(&state, None)?;
+            Some(zero)
         }
-        None => None,
     };
     let scorer = zero.as_ref().unwrap_or(base);
     let mut current: Option<Model>;
-    for g in generations.len()..spec.generations {
+    for g in state.generations.len()..spec.generations {
+        let resumed = partial.take().filter(|p| p.generation() == g);
+        let (mut resume_training, mut continued) = (None, Vec::new());
+        let mut trained: Option<Vec<f32>> = None;
+        match resumed {
+            Some(Partial::Training { saved, .. }) => resume_training = Some(saved),
+            Some(Partial::Continuing { params, blocks, .. }) => {
+                (trained, continued) = (params, blocks);
+            }
+            None => {}
+        }
         let model = match g {
             0 => scorer,
             _ => {
-                let items = training_items(spec, g, n, &kept_order, seed);
-                let blocks: Vec<&[u32]> = items
-                    .iter()
-                    .map(|&(set, i)| match set {
-                        None => data.train[i].as_slice(),
-                        Some(s) => sets[s][i].as_slice(),
-                    })
-                    .collect();
-                current = Some(fit_generation(spec, base, &blocks, seed, g, control)?);
+                current = Some(match &trained {
+                    Some(params) => with_parameters(base, params)?,
+                    None => {
+                        let items = training_items(spec, g, n, &kept_order, seed);
+                        let blocks: Vec<&[u32]> = items
+                            .iter()
+                            .map(|&(set, i)| match set {
+                                None => data.train[i].as_slice(),
+                                Some(s) => state.sets[s][i].as_slice(),
+                            })
+                            .collect();
+                        let mut save_training = |m: &mut Transformer, r: &TrainingRun| {
+                            let saved = SavedTraining::of(m, r);
+                            save(
+                                &state,
+                                Some(&Partial::Training {
+                                    generation: g,
+                                    saved,
+                                }),
+                            )
+                        };
+                        let model = fit_generation(
+                            spec,
+                            base,
+                            &blocks,
+                            seed,
+                            g,
+                            resume_training,
+                            control,
+                            &mut save_training,
+                        )?;
+                        if let Model::Transformer(t) = &model {
+                            trained = Some(t.as_ref().clone().flat_parameters());
+                        }
+                        model
+                    }
+                });
                 current.as_ref().expect("just fitted")
             }
         };
-        let synthetic = continue_blocks(model, &data.train, spec, seed, g)?;
+        let mut save_continuing = |blocks: &[Vec<u32>]| {
+            let partial = Partial::Continuing {
+                generation: g,
+                params: trained.clone(),
+                blocks: blocks.to_vec(),
+            };
+            save(&state, Some(&partial))
+        };
+        let synthetic = continue_blocks(
+            model,
+            &data.train,
+            spec,
+            (seed, g),
+            continued,
+            control,
+            &mut save_continuing,
+        )?;
         let metrics = measure(g, model, scorer, data, &synthetic);
         (control.progress)(Event::Generation {
             seed,
@@ -923,22 +1155,24 @@ pub fn run_seed_with(
             test_perplexity: metrics.test_perplexity,
             surviving_types: metrics.surviving_types,
         });
-        generations.push(metrics);
+        state.generations.push(metrics);
         // Without accumulation the only set kept is S_g, at index 0.
         if !accumulating {
-            sets.clear();
+            state.sets.clear();
         }
-        sets.push(synthetic);
-        if let Some(path) = &file {
-            let state = checkpoint::SeedState { generations, sets };
-            checkpoint::save(path, &identity, seed, &state)?;
-            (generations, sets) = (state.generations, state.sets);
-        }
+        state.sets.push(synthetic);
+        save(&state, None)?;
         if control.stop.load(Ordering::SeqCst) && g + 1 < spec.generations {
             return Err(LmError::Interrupted);
         }
     }
-    Ok(SeedRun { seed, generations })
+    Ok((
+        SeedRun {
+            seed,
+            generations: state.generations,
+        },
+        zero,
+    ))
 }
 
 /// The training blocks of generation g >= 1 as (None: real block i | Some(s): block i of the
@@ -991,22 +1225,56 @@ fn training_items(
     }
 }
 
-/// S_g: every prompt continued by `block` new tokens.
+/// Prompts continued between two looks at the stop flag and the checkpoint clock, per thread.
+const PROMPTS_PER_THREAD: usize = 16;
+
+/// S_g: every prompt continued by `block` new tokens, after the `done` ones. Prompts go in
+/// batches (each continuation has its own random stream, so batches do not change them); with
+/// a checkpoint folder the continuations so far are saved at most every `checkpoint_every`,
+/// and a stop request saves them and ends the run with [`LmError::Interrupted`].
 fn continue_blocks(
     model: &Model,
     prompts: &[Vec<u32>],
     spec: &LmSpec,
-    seed: u64,
-    g: usize,
-) -> Result<Vec<Vec<u32>>, SimError> {
-    prompts
-        .par_iter()
-        .enumerate()
-        .map(|(i, prompt)| {
-            let mut rng = rng_for(seed, Purpose::Sample, g, i);
-            model.continue_prompt(prompt, spec.block, spec.decode, &mut rng)
-        })
-        .collect()
+    (seed, g): (u64, usize),
+    mut done: Vec<Vec<u32>>,
+    control: &mut Control,
+    save: &mut SaveContinuations,
+) -> Result<Vec<Vec<u32>>, LmError> {
+    let batch = PROMPTS_PER_THREAD * rayon::current_num_threads();
+    let mut last_save = Instant::now();
+    while done.len() < prompts.len() {
+        let start = done.len();
+        let end = (start + batch).min(prompts.len());
+        let continued = prompts[start..end]
+            .par_iter()
+            .enumerate()
+            .map(|(k, prompt)| {
+                let mut rng = rng_for(seed, Purpose::Sample, g, start + k);
+                model.continue_prompt(prompt, spec.block, spec.decode, &mut rng)
+            })
+            .collect::<Result<Vec<_>, SimError>>()?;
+        done.extend(continued);
+        (control.progress)(Event::Continued {
+            seed,
+            generation: g,
+            done: done.len(),
+            total: prompts.len(),
+        });
+        if done.len() < prompts.len() {
+            let stop = control.stop.load(Ordering::SeqCst);
+            let due =
+                control.checkpoint_dir.is_some() && last_save.elapsed() >= control.checkpoint_every;
+            if stop || due {
+                save(&done)?;
+                last_save = Instant::now();
+            }
+            if stop {
+                return Err(LmError::Interrupted);
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// log10 of each block's perplexity under `model`.

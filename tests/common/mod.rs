@@ -2,8 +2,9 @@
 //! `tests/lm.rs`).
 
 use collapse_sim::data::DataError;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// `collapse simulate PROCESS ARGS...`.
 pub fn simulate(process: &str, args: &[&str]) -> Output {
@@ -84,5 +85,34 @@ pub fn cached<T>(loaded: Result<T, DataError>, skipped: &str) -> Option<T> {
             None
         }
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// `simulate PROCESS ARGS...` sent SIGINT once `file` exists: it exits 130 naming `--resume`
+/// (or, if it finished before the signal arrived, succeeds).
+pub fn interrupt_once_saved(process: &str, args: &[&str], file: &Path) {
+    let child = Command::new(env!("CARGO_BIN_EXE_collapse"))
+        .args(["simulate", process])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !file.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(file.exists(), "no {} within two minutes", file.display());
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(130) {
+        assert!(stderr.contains("--resume"), "{stderr}");
+    } else {
+        assert!(out.status.success(), "{stderr}");
     }
 }

@@ -1,29 +1,121 @@
-//! A language-model seed's checkpoint (framing in `crate::checkpoint`), rewritten after every
-//! generation.
+//! A language-model run's checkpoints (framing in `crate::checkpoint`).
 //!
-//! Payload: completed generations u64, then per generation its metrics; then the synthetic
-//! sets the next generations train on (count u64, then per set its blocks: count u64, per block
-//! its tokens as u64 count + u32 each).
+//! Seed file (`seed-N.ckpt`), rewritten after every generation, after a transformer's
+//! generation 0 is trained, and within a generation at most every `Control::checkpoint_every`.
+//! Payload: completed generations u64, then per generation its metrics; the synthetic sets the
+//! next generations train on (count u64, then per set its blocks as u32 lists); a flag u8 and
+//! (1) generation 0's parameters; a flag u8 and the generation in progress: (1) training: its
+//! index, [`SavedTraining`]; (2) continuing the prompts: its index, a flag and (1) its
+//! parameters, the continuations so far.
+//!
+//! Base file (`base.ckpt`, a transformer's): a flag u8 and (0) the trained base's parameters,
+//! or (1) its training so far. It is a function of the settings in its identity, so a run
+//! (or a shard) picks it up with or without `--resume`.
 
+use super::transformer::{TrainingRun, Transformer};
 use super::{GenerationMetrics, RANK_BINS};
+use crate::SimError;
 pub use crate::checkpoint::CheckpointError;
 use crate::checkpoint::{Format, Reader, Writer};
-use std::path::Path;
+use crate::nn::Moments;
+use std::path::{Path, PathBuf};
 
 const FORMAT: Format = Format {
     magic: b"CLLMCKP1",
-    version: 1,
+    version: 2,
     what: "a language-model checkpoint",
 };
 
-/// What a seed has done: its finished generations and the synthetic sets kept for the next.
-#[derive(Debug, Clone, PartialEq)]
+const BASE_FORMAT: Format = Format {
+    magic: b"CLLMBAS1",
+    version: 1,
+    what: "a language-model base checkpoint",
+};
+
+/// What a seed has done: its finished generations, the synthetic sets kept for the next and a
+/// transformer's generation 0.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct SeedState {
     pub generations: Vec<GenerationMetrics>,
     pub sets: Vec<Vec<Vec<u32>>>,
+    pub zero: Option<Vec<f32>>,
 }
 
-fn encode(w: &mut Writer, state: &SeedState) {
+/// A training run paused between steps: steps done, the model's parameters, the optimizer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SavedTraining {
+    pub step: usize,
+    pub params: Vec<f32>,
+    pub optimizer: [(u64, Vec<Moments>); 2],
+}
+
+impl SavedTraining {
+    pub fn of(model: &mut Transformer, run: &TrainingRun) -> SavedTraining {
+        SavedTraining {
+            step: run.step,
+            params: model.flat_parameters(),
+            optimizer: run.optimizer.state(),
+        }
+    }
+
+    /// Puts the saved state into `model` and `run` (a new run of the same settings).
+    pub fn restore(self, model: &mut Transformer, run: &mut TrainingRun) -> Result<(), SimError> {
+        model.set_flat_parameters(&self.params)?;
+        run.step = self.step;
+        run.optimizer.restore(self.optimizer);
+        Ok(())
+    }
+}
+
+/// The generation in progress.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Partial {
+    Training {
+        generation: usize,
+        saved: SavedTraining,
+    },
+    /// Trained (a transformer's parameters; an n-gram is fitted again), continuing prompts.
+    Continuing {
+        generation: usize,
+        params: Option<Vec<f32>>,
+        blocks: Vec<Vec<u32>>,
+    },
+}
+
+impl Partial {
+    pub fn generation(&self) -> usize {
+        match self {
+            Partial::Training { generation, .. } | Partial::Continuing { generation, .. } => {
+                *generation
+            }
+        }
+    }
+}
+
+/// A transformer base, trained or in training.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BaseState {
+    Trained(Vec<f32>),
+    Training(SavedTraining),
+}
+
+fn encode_training(w: &mut Writer, t: &SavedTraining) {
+    w.u64(t.step as u64);
+    w.f32s(&t.params);
+    for (steps, moments) in &t.optimizer {
+        w.adam(*steps, moments);
+    }
+}
+
+fn decode_training(r: &mut Reader) -> Result<SavedTraining, String> {
+    Ok(SavedTraining {
+        step: r.u64()? as usize,
+        params: r.f32s()?,
+        optimizer: [r.adam()?, r.adam()?],
+    })
+}
+
+fn encode(w: &mut Writer, state: &SeedState, partial: Option<&Partial>) {
     w.u64(state.generations.len() as u64);
     for m in &state.generations {
         w.u64(m.generation as u64);
@@ -40,17 +132,57 @@ fn encode(w: &mut Writer, state: &SeedState) {
     }
     w.u64(state.sets.len() as u64);
     for set in &state.sets {
-        w.u64(set.len() as u64);
-        for block in set {
-            w.u64(block.len() as u64);
-            for &t in block {
-                w.0.extend_from_slice(&t.to_le_bytes());
+        encode_blocks(w, set);
+    }
+    match &state.zero {
+        None => w.0.push(0),
+        Some(params) => {
+            w.0.push(1);
+            w.f32s(params);
+        }
+    }
+    match partial {
+        None => w.0.push(0),
+        Some(Partial::Training { generation, saved }) => {
+            w.0.push(1);
+            w.u64(*generation as u64);
+            encode_training(w, saved);
+        }
+        Some(Partial::Continuing {
+            generation,
+            params,
+            blocks,
+        }) => {
+            w.0.push(2);
+            w.u64(*generation as u64);
+            match params {
+                None => w.0.push(0),
+                Some(p) => {
+                    w.0.push(1);
+                    w.f32s(p);
+                }
             }
+            encode_blocks(w, blocks);
         }
     }
 }
 
-fn decode(r: &mut Reader) -> Result<SeedState, String> {
+fn encode_blocks(w: &mut Writer, blocks: &[Vec<u32>]) {
+    w.u64(blocks.len() as u64);
+    for block in blocks {
+        w.u32s(block);
+    }
+}
+
+fn decode_blocks(r: &mut Reader) -> Result<Vec<Vec<u32>>, String> {
+    (0..r.len(8)?).map(|_| r.u32s()).collect()
+}
+
+fn flag(r: &mut Reader) -> Result<u8, String> {
+    Ok(r.take(1)?[0])
+}
+
+fn decode(r: &mut Reader) -> Result<(SeedState, Option<Partial>), String> {
     let text = |r: &mut Reader| -> Result<String, String> {
         String::from_utf8(r.bytes()?.to_vec()).map_err(|_| "a sample is not UTF-8".to_string())
     };
@@ -87,29 +219,53 @@ fn decode(r: &mut Reader) -> Result<SeedState, String> {
         });
     }
     let sets = (0..r.len(8)?)
-        .map(|_| {
-            (0..r.len(8)?)
-                .map(|_| {
-                    let n = r.len(4)?;
-                    Ok(r.take(4 * n)?
-                        .chunks_exact(4)
-                        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                        .collect())
-                })
-                .collect::<Result<Vec<Vec<u32>>, String>>()
-        })
+        .map(|_| decode_blocks(r))
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(SeedState { generations, sets })
+    let zero = match flag(r)? {
+        0 => None,
+        1 => Some(r.f32s()?),
+        other => return Err(format!("bad flag {other}")),
+    };
+    let partial = match flag(r)? {
+        0 => None,
+        1 => Some(Partial::Training {
+            generation: r.u64()? as usize,
+            saved: decode_training(r)?,
+        }),
+        2 => {
+            let generation = r.u64()? as usize;
+            let params = match flag(r)? {
+                0 => None,
+                1 => Some(r.f32s()?),
+                other => return Err(format!("bad flag {other}")),
+            };
+            Some(Partial::Continuing {
+                generation,
+                params,
+                blocks: decode_blocks(r)?,
+            })
+        }
+        other => return Err(format!("bad flag {other}")),
+    };
+    Ok((
+        SeedState {
+            generations,
+            sets,
+            zero,
+        },
+        partial,
+    ))
 }
 
-/// Writes `state` atomically.
+/// Writes `state` (with the generation in progress, if any) atomically.
 pub(crate) fn save(
     path: &Path,
     identity: &str,
     seed: u64,
     state: &SeedState,
+    partial: Option<&Partial>,
 ) -> Result<(), CheckpointError> {
-    crate::checkpoint::save(path, FORMAT, identity, seed, |w| encode(w, state))
+    crate::checkpoint::save(path, FORMAT, identity, seed, |w| encode(w, state, partial))
 }
 
 /// The saved state of this run's seed, if any (see `crate::checkpoint::load`).
@@ -118,6 +274,51 @@ pub(crate) fn load(
     identity: &str,
     seed: u64,
     resume: bool,
-) -> Result<Option<SeedState>, CheckpointError> {
+) -> Result<Option<(SeedState, Option<Partial>)>, CheckpointError> {
     crate::checkpoint::load(path, FORMAT, identity, seed, resume, decode)
+}
+
+/// The base's checkpoint file in `dir`.
+pub(crate) fn base_path(dir: &Path) -> PathBuf {
+    dir.join("base.ckpt")
+}
+
+/// Writes the base's state atomically.
+pub(crate) fn save_base(
+    path: &Path,
+    identity: &str,
+    state: &BaseState,
+) -> Result<(), CheckpointError> {
+    crate::checkpoint::save(
+        path,
+        BASE_FORMAT,
+        identity,
+        super::BASE_SEED,
+        |w| match state {
+            BaseState::Trained(params) => {
+                w.0.push(0);
+                w.f32s(params);
+            }
+            BaseState::Training(t) => {
+                w.0.push(1);
+                encode_training(w, t);
+            }
+        },
+    )
+}
+
+/// The base's saved state, if any (a base of other settings is refused).
+pub(crate) fn load_base(path: &Path, identity: &str) -> Result<Option<BaseState>, CheckpointError> {
+    crate::checkpoint::load(
+        path,
+        BASE_FORMAT,
+        identity,
+        super::BASE_SEED,
+        true,
+        |r| match flag(r)? {
+            0 => Ok(BaseState::Trained(r.f32s()?)),
+            1 => Ok(BaseState::Training(decode_training(r)?)),
+            other => Err(format!("bad flag {other}")),
+        },
+    )
 }

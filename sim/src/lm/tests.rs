@@ -1,5 +1,6 @@
 use super::*;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicUsize;
 
 /// A small corpus of English-like documents with a skewed word distribution.
 fn toy_corpus(documents: usize) -> Corpus {
@@ -255,7 +256,7 @@ fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Stopped after every generation and resumed until done, a run equals the uninterrupted one
+/// Stopped after every batch of prompts and every generation and resumed until done, a run equals the uninterrupted one
 /// (accumulate: every synthetic set goes through the checkpoint); the checkpoints of another
 /// spec, a damaged one, and one without --resume are refused.
 #[test]
@@ -265,7 +266,12 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
     spec.strategy = Strategy::AccumulateSubsample;
     spec.generations = 4;
     spec.seeds = 2;
-    let whole = simulate(&corpus, &spec, &mut quiet()).unwrap();
+    // One thread: 16 prompts per batch of continuations, each batch a place to stop.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let dir = scratch("resume");
     let stop = AtomicBool::new(true);
     let mut progress = quiet();
@@ -274,23 +280,28 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
         let mut control = Control {
             checkpoint_dir: Some(dir.clone()),
             resume: stops > 0,
+            checkpoint_every: Duration::ZERO,
             stop: &stop,
             progress: &mut progress,
         };
-        match simulate_with(&corpus, &spec, &mut control) {
+        match pool.install(|| simulate_with(&corpus, &spec, &mut control)) {
             Ok(run) => break run,
             Err(LmError::Interrupted) => stops += 1,
             Err(e) => panic!("{e}"),
         }
     };
-    // Three stops per seed (after generations 0, 1, 2; the last generation ends the seed).
-    assert_eq!(stops, 6);
+    // Per seed: after every batch of prompts but a generation's last, and after generations
+    // 0, 1, 2 (the last generation ends the seed).
+    let batches = whole.train_blocks.div_ceil(PROMPTS_PER_THREAD);
+    assert!(batches > 1);
+    assert_eq!(stops, 2 * (4 * (batches - 1) + 3));
     assert!(resumed == whole, "the resumed run differs");
     let path = crate::checkpoint::path(&dir, spec.seed);
     let go = AtomicBool::new(false);
     let control = |resume| Control {
         checkpoint_dir: Some(dir.clone()),
         resume,
+        checkpoint_every: Duration::ZERO,
         stop: &go,
         progress: Box::leak(Box::new(quiet())),
     };
@@ -365,13 +376,7 @@ fn a_transformer_run_is_the_same_for_any_thread_count() {
     let data = tokenize(&corpus, &spec).unwrap();
     let stop = AtomicBool::new(false);
     let mut progress = quiet();
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    let base = base_model(&spec, &data, &mut control).unwrap();
+    let base = base_model(&spec, &data, &mut Control::in_memory(&stop, &mut progress)).unwrap();
     let seed1 = run_seed(&spec, &data, &base, spec.seed + 1, &mut quiet()).unwrap();
     assert_eq!(one.seeds[1], seed1);
 }
@@ -391,13 +396,12 @@ fn a_transformer_run_reports_training_and_stops_on_request() {
             }
         }
     };
-    let mut control = Control {
-        checkpoint_dir: None,
-        resume: false,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    let err = simulate_with(&corpus, &spec, &mut control).unwrap_err();
+    let err = simulate_with(
+        &corpus,
+        &spec,
+        &mut Control::in_memory(&stop, &mut progress),
+    )
+    .unwrap_err();
     assert!(matches!(err, LmError::Interrupted), "{err}");
     // The base's steps (seed None), then one fine-tuning step before the stop.
     let base_steps = steps.iter().filter(|s| s.0.is_none()).count();
@@ -425,4 +429,152 @@ fn transformer_settings_are_checked() {
             .to_string();
         assert!(err.contains(what), "{what}: {err}");
     }
+}
+
+/// Where a transformer run was when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Phase {
+    Base,
+    FineTuning,
+    Continuing,
+}
+
+/// Runs `spec` in `dir` (checkpoints after every step and batch of prompts), stopping three
+/// events after each start and resuming until done; the phases it stopped in.
+fn run_with_stops(
+    corpus: &Corpus,
+    spec: &LmSpec,
+    dir: &std::path::Path,
+    seeds: Option<std::ops::Range<usize>>,
+) -> (Option<LmRun>, Vec<Phase>) {
+    let stop = AtomicBool::new(false);
+    let events = AtomicUsize::new(0);
+    let mut phases = Vec::new();
+    loop {
+        let last = std::sync::Mutex::new(None);
+        let stop_at = events.load(Ordering::SeqCst) + 3;
+        stop.store(false, Ordering::SeqCst);
+        let mut progress = |e: Event| {
+            let phase = match e {
+                Event::Training { seed: None, .. } => Some(Phase::Base),
+                Event::Training { .. } => Some(Phase::FineTuning),
+                Event::Continued { .. } => Some(Phase::Continuing),
+                _ => None,
+            };
+            if phase.is_some() && events.fetch_add(1, Ordering::SeqCst) + 1 >= stop_at {
+                *last.lock().unwrap() = phase;
+                stop.store(true, Ordering::SeqCst);
+            }
+        };
+        let mut control = Control {
+            checkpoint_dir: Some(dir.to_path_buf()),
+            resume: !phases.is_empty(),
+            checkpoint_every: Duration::ZERO,
+            stop: &stop,
+            progress: &mut progress,
+        };
+        let result = match &seeds {
+            None => simulate_with(corpus, spec, &mut control).map(Some),
+            Some(range) => simulate_seeds(corpus, spec, range.clone(), &mut control).map(|_| None),
+        };
+        match result {
+            Ok(run) => return (run, phases),
+            Err(LmError::Interrupted) => phases.push(last.into_inner().unwrap().expect("a phase")),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Stopped within the base's training, the fine-tunings and the continuations (checkpoints
+/// after every step and batch of prompts) and resumed each time, a transformer run equals the
+/// uninterrupted one; a finished run resumed trains nothing (base, generation 0 and every
+/// generation come from the checkpoints); seeds run as two shards and assembled equal it too.
+#[test]
+fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
+    let corpus = toy_corpus(30);
+    let mut spec = transformer_spec();
+    spec.seeds = 2;
+    // One thread: 16 prompts per batch, so the 24 prompts of a generation take two.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
+    let dir = scratch("transformer-stops");
+    let (resumed, phases) = pool.install(|| run_with_stops(&corpus, &spec, &dir, None));
+    assert!(resumed.unwrap() == whole, "the resumed run differs");
+    for phase in [Phase::Base, Phase::FineTuning, Phase::Continuing] {
+        assert!(
+            phases.contains(&phase),
+            "never stopped in {phase:?}: {phases:?}"
+        );
+    }
+
+    let stop = AtomicBool::new(false);
+    let mut trained = 0;
+    let mut progress = |e: Event| {
+        if matches!(e, Event::Training { .. } | Event::Continued { .. }) {
+            trained += 1;
+        }
+    };
+    let mut control = Control {
+        checkpoint_dir: Some(dir.clone()),
+        resume: true,
+        checkpoint_every: Duration::ZERO,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let again = simulate_with(&corpus, &spec, &mut control).unwrap();
+    assert!(again == whole);
+    assert_eq!(trained, 0, "a finished run resumed did work again");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Two shards (each stopped and resumed), then the whole run assembles their seeds.
+    let dir = scratch("transformer-shards");
+    for shard in [1..2, 0..1] {
+        let (run, _) = pool.install(|| run_with_stops(&corpus, &spec, &dir, Some(shard)));
+        assert!(run.is_none());
+    }
+    let stop = AtomicBool::new(false);
+    let mut trained = 0;
+    let mut progress = |e: Event| {
+        if matches!(e, Event::Training { .. } | Event::Continued { .. }) {
+            trained += 1;
+        }
+    };
+    let mut control = Control {
+        checkpoint_dir: Some(dir.clone()),
+        resume: true,
+        checkpoint_every: Duration::ZERO,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let assembled = simulate_with(&corpus, &spec, &mut control).unwrap();
+    assert!(assembled == whole, "the assembled run differs");
+    assert_eq!(trained, 0);
+    // A base of other settings in the folder is refused.
+    let ModelKind::Transformer(t) = spec.model else {
+        unreachable!()
+    };
+    let mut other = spec.clone();
+    other.model = ModelKind::Transformer(TransformerSpec {
+        base_epochs: 3,
+        ..t
+    });
+    let mut progress = quiet();
+    let mut control = Control {
+        checkpoint_dir: Some(dir.clone()),
+        resume: true,
+        checkpoint_every: Duration::ZERO,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let err = simulate_with(&corpus, &other, &mut control)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("base.ckpt") && err.contains("belongs to another run"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -26,8 +26,8 @@
 
 use crate::SimError;
 use crate::nn::{
-    Adam, CausalAttention, Dense, Gelu, Init, LayerNorm, MatRef, attend_row, few_rows_dense,
-    gelu_row, gemm, softmax_cross_entropy,
+    Adam, CausalAttention, Dense, Gelu, Init, LayerNorm, MatRef, Moments, attend_row,
+    few_rows_dense, gelu_row, gemm, softmax_cross_entropy,
 };
 use crate::normal::StandardNormal;
 use crate::rng::{ChainRng, shuffle};
@@ -525,6 +525,21 @@ impl Optimizer {
         })
     }
 
+    /// Adam's state of the decayed and the plain group (step count, moments).
+    pub fn state(&self) -> [(u64, Vec<Moments>); 2] {
+        [&self.decay, &self.plain].map(|a| {
+            let (t, m) = a.state();
+            (t, m.to_vec())
+        })
+    }
+
+    /// Restores a [`Optimizer::state`]; the next step checks the moments' sizes.
+    pub fn restore(&mut self, state: [(u64, Vec<Moments>); 2]) {
+        let [(td, md), (tp, mp)] = state;
+        self.decay.restore(td, md);
+        self.plain.restore(tp, mp);
+    }
+
     /// Clips the gradient, then one AdamW update at rate `lr`. Returns the gradient's norm
     /// before clipping.
     pub fn step(&mut self, model: &mut Transformer, lr: f32) -> Result<f64, SimError> {
@@ -583,6 +598,21 @@ impl Transformer {
         order_rng: &dyn Fn(usize) -> ChainRng,
         progress: &mut dyn FnMut(StepReport) -> bool,
     ) -> Result<bool, SimError> {
+        let mut run = TrainingRun::new(training)?;
+        self.train_run(sequences, &mut run, order_rng, progress)
+    }
+
+    /// Continues `run` from its step to the end (see [`Transformer::train`]); when `progress`
+    /// returns false it pauses after that step (`Ok(false)`), and `run` with this model's
+    /// parameters is all a later call needs to go on to the uninterrupted run's bits.
+    pub fn train_run(
+        &mut self,
+        sequences: &[&[u32]],
+        run: &mut TrainingRun,
+        order_rng: &dyn Fn(usize) -> ChainRng,
+        progress: &mut dyn FnMut(StepReport) -> bool,
+    ) -> Result<bool, SimError> {
+        let training = run.training;
         training.validate()?;
         if sequences.is_empty() {
             return Err(SimError::Invalid {
@@ -600,25 +630,54 @@ impl Transformer {
                 ),
             });
         }
-        let mut optimizer = Optimizer::new(training)?;
         let per_epoch = sequences.len().div_ceil(training.batch);
         let steps = per_epoch * training.epochs;
-        let mut step = 0;
-        for epoch in 0..training.epochs {
-            let mut order: Vec<u32> = (0..sequences.len() as u32).collect();
-            shuffle(&mut order, &mut order_rng(epoch));
-            for batch in order.chunks(training.batch) {
-                let picked: Vec<&[u32]> = batch.iter().map(|&i| sequences[i as usize]).collect();
-                self.zero_grad();
-                let loss = self.loss_and_gradients(&picked);
-                optimizer.step(self, training.rate(step, steps))?;
-                step += 1;
-                if !progress(StepReport { step, steps, loss }) {
-                    return Ok(false);
-                }
+        let mut order: Vec<u32> = Vec::new();
+        let mut order_epoch = usize::MAX;
+        while run.step < steps {
+            let epoch = run.step / per_epoch;
+            if epoch != order_epoch {
+                order = (0..sequences.len() as u32).collect();
+                shuffle(&mut order, &mut order_rng(epoch));
+                order_epoch = epoch;
+            }
+            let batch = order
+                .chunks(training.batch)
+                .nth(run.step % per_epoch)
+                .expect("a batch per step of the epoch");
+            let picked: Vec<&[u32]> = batch.iter().map(|&i| sequences[i as usize]).collect();
+            self.zero_grad();
+            let loss = self.loss_and_gradients(&picked);
+            run.optimizer.step(self, training.rate(run.step, steps))?;
+            run.step += 1;
+            if !progress(StepReport {
+                step: run.step,
+                steps,
+                loss,
+            }) && run.step < steps
+            {
+                return Ok(false);
             }
         }
         Ok(true)
+    }
+}
+
+/// A training run in progress: its settings, the steps taken and the optimizer's state.
+#[derive(Debug, Clone)]
+pub struct TrainingRun {
+    pub training: Training,
+    pub step: usize,
+    pub optimizer: Optimizer,
+}
+
+impl TrainingRun {
+    pub fn new(training: Training) -> Result<TrainingRun, SimError> {
+        Ok(TrainingRun {
+            training,
+            step: 0,
+            optimizer: Optimizer::new(training)?,
+        })
     }
 }
 

@@ -42,12 +42,7 @@ fn encode(w: &mut Writer, state: &SeedState) {
             w.0.push(1);
             w.u64(p.epochs_done as u64);
             w.f32s(&p.params);
-            w.u64(p.adam_steps);
-            w.u64(p.moments.len() as u64);
-            for (m, v) in &p.moments {
-                w.f32s(m);
-                w.f32s(v);
-            }
+            w.adam(p.adam_steps, &p.moments);
             w.u64(p.examples);
             w.f64(p.seconds);
             w.f64(p.last_loss);
@@ -88,11 +83,7 @@ fn decode(r: &mut Reader) -> Result<SeedState, String> {
         1 => {
             let epochs_done = r.u64()? as usize;
             let params = r.f32s()?;
-            let adam_steps = r.u64()?;
-            let count = r.len(16)?;
-            let moments = (0..count)
-                .map(|_| Ok((r.f32s()?, r.f32s()?)))
-                .collect::<Result<Vec<_>, String>>()?;
+            let (adam_steps, moments) = r.adam()?;
             Some(Partial {
                 epochs_done,
                 params,
