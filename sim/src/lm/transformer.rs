@@ -953,8 +953,10 @@ impl Transformer {
             score: 0.0,
             seen,
         }];
-        let mut scores = vec![0.0f64; vocab];
         let mut spare: Vec<KvCache> = Vec::new();
+        let k = beams.min(vocab);
+        // A beam's best k (score, token), best first: one pass over the vocabulary.
+        let mut top: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
         loop {
             let mut candidates: Vec<(f64, usize, u32)> = Vec::with_capacity(beams * beams);
             for (b, beam) in live.iter().enumerate() {
@@ -965,30 +967,19 @@ impl Transformer {
                     .map(|&v| f64::from(v - max).exp())
                     .sum::<f64>()
                     .ln();
-                for (w, s) in scores.iter_mut().enumerate() {
-                    let lp = f64::from(z[w] - max) - lse;
-                    *s = if beam.seen[w] {
-                        lp * repetition_penalty
-                    } else {
-                        lp
-                    };
+                top.clear();
+                for (w, (&v, &seen)) in z.iter().zip(&beam.seen).enumerate() {
+                    let lp = f64::from(v - max) - lse;
+                    let score = if seen { lp * repetition_penalty } else { lp };
+                    // Tokens come in increasing order: an equal score loses to the earlier.
+                    if top.len() == k && score.total_cmp(&top[k - 1].0).is_le() {
+                        continue;
+                    }
+                    let at = top.partition_point(|t| t.0.total_cmp(&score).is_ge());
+                    top.insert(at, (score, w as u32));
+                    top.truncate(k);
                 }
-                let mut order: Vec<u32> = (0..vocab as u32).collect();
-                let better = |a: &u32, c: &u32| {
-                    scores[*c as usize]
-                        .total_cmp(&scores[*a as usize])
-                        .then(a.cmp(c))
-                };
-                let k = beams.min(vocab);
-                if k < vocab {
-                    order.select_nth_unstable_by(k - 1, better);
-                }
-                order.truncate(k);
-                candidates.extend(
-                    order
-                        .iter()
-                        .map(|&w| (beam.score + scores[w as usize], b, w)),
-                );
+                candidates.extend(top.iter().map(|&(score, w)| (beam.score + score, b, w)));
             }
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
             candidates.truncate(beams);
@@ -1011,23 +1002,40 @@ impl Transformer {
             if live[0].tokens.len() == new_tokens {
                 return Ok(live.swap_remove(0).tokens);
             }
-            // Each new beam continues its parent's cache.
-            spare.resize_with(candidates.len(), || self.new_cache());
+            // Each new beam continues its parent's cache: moved for a parent's last child,
+            // copied (the filled rows only) for the others, before the move.
+            let mut children = vec![0usize; caches.len()];
+            for &(_, b, _) in &candidates {
+                children[b] += 1;
+            }
             let filled = caches[0].len * self.config.width;
             let half = self.config.context * self.config.width;
-            for (i, &(_, b, _)) in candidates.iter().enumerate() {
-                // Only the filled rows of every layer's keys and values.
-                for (to, from) in spare[i]
+            let mut moved: Vec<Option<KvCache>> = Vec::with_capacity(candidates.len());
+            for &(_, b, _) in &candidates {
+                children[b] -= 1;
+                if children[b] == 0 {
+                    moved.push(None);
+                    continue;
+                }
+                let mut copy = spare.pop().unwrap_or_else(|| self.new_cache());
+                for (to, from) in copy
                     .data
                     .chunks_exact_mut(half)
                     .zip(caches[b].data.chunks_exact(half))
                 {
                     to[..filled].copy_from_slice(&from[..filled]);
                 }
-                spare[i].len = caches[b].len;
+                copy.len = caches[b].len;
+                moved.push(Some(copy));
             }
-            std::mem::swap(&mut caches, &mut spare);
-            caches.truncate(candidates.len());
+            let mut parents: Vec<Option<KvCache>> = caches.drain(..).map(Some).collect();
+            for (slot, &(_, b, _)) in moved.iter_mut().zip(&candidates) {
+                if slot.is_none() {
+                    *slot = parents[b].take();
+                }
+            }
+            spare.extend(parents.into_iter().flatten());
+            caches.extend(moved.into_iter().map(|c| c.expect("a cache per beam")));
             let fed: Vec<u32> = live
                 .iter()
                 .map(|b| *b.tokens.last().expect("a token"))
