@@ -7,6 +7,37 @@
 use crate::files::write_atomic;
 use crate::nn::Moments;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// How a learned model's run (`vae`, `lm`) is checkpointed, stopped and watched; `E` is its
+/// progress event.
+pub struct Control<'a, E> {
+    /// Folder of the checkpoint files (None: no checkpoints).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the seeds' checkpoints (else an existing one is refused).
+    pub resume: bool,
+    /// Least time between two checkpoints within a generation (one is always written when a
+    /// generation ends).
+    pub checkpoint_every: Duration,
+    /// Set (by a signal handler) to stop at the next place a checkpoint can be written
+    /// (an epoch, a training step, a batch of prompts), after writing it.
+    pub stop: &'a AtomicBool,
+    pub progress: &'a mut (dyn FnMut(E) + Send),
+}
+
+impl<'a, E> Control<'a, E> {
+    /// No checkpoints: a stop request ends the run with nothing saved.
+    pub fn in_memory(stop: &'a AtomicBool, progress: &'a mut (dyn FnMut(E) + Send)) -> Self {
+        Control {
+            checkpoint_dir: None,
+            resume: false,
+            checkpoint_every: Duration::ZERO,
+            stop,
+            progress,
+        }
+    }
+}
 
 /// What distinguishes one model's checkpoints.
 #[derive(Debug, Clone, Copy)]

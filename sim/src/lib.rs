@@ -5,7 +5,7 @@
 //! of threads; reductions over chains happen in chain order.
 
 pub mod binomial;
-pub(crate) mod checkpoint;
+pub mod checkpoint;
 pub mod data;
 pub mod files;
 pub mod gamma;

@@ -52,9 +52,8 @@ use collapse_analysis::strategy::{Strategy, round_fraction};
 use ngram::NGram;
 use rayon::prelude::*;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use transformer::{TrainingRun, Transformer};
 
 pub use checkpoint::CheckpointError;
@@ -785,36 +784,8 @@ fn with_parameters(base: &Model, params: &[f32]) -> Result<Model, SimError> {
     }
 }
 
-/// How a run is checkpointed, stopped and watched.
-pub struct Control<'a> {
-    /// Folder of the checkpoint files (None: no checkpoints).
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the seeds' checkpoints (else an existing one is refused).
-    pub resume: bool,
-    /// Least time between two checkpoints within a generation (or the base's training); one
-    /// is always written when a generation ends.
-    pub checkpoint_every: Duration,
-    /// Set (by a signal handler) to stop at the next training step or batch of prompts, after
-    /// saving.
-    pub stop: &'a AtomicBool,
-    pub progress: &'a mut (dyn FnMut(Event) + Send),
-}
-
-impl<'a> Control<'a> {
-    /// No checkpoints: a stop request ends the run with nothing saved.
-    pub fn in_memory(
-        stop: &'a AtomicBool,
-        progress: &'a mut (dyn FnMut(Event) + Send),
-    ) -> Control<'a> {
-        Control {
-            checkpoint_dir: None,
-            resume: false,
-            checkpoint_every: Duration::ZERO,
-            stop,
-            progress,
-        }
-    }
-}
+/// How a run is checkpointed (the transformer's base too), stopped and watched.
+pub type Control<'a> = crate::checkpoint::Control<'a, Event>;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]

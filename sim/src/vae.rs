@@ -43,9 +43,8 @@ use crate::nn::Adam;
 use crate::normal::StandardNormal;
 use crate::rng::{ChainRng, shuffle, stream};
 use collapse_analysis::strategy::{Strategy, round_fraction};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Latent dimension (the paper's 20).
 pub const LATENT: usize = 20;
@@ -486,34 +485,7 @@ pub enum Event {
 }
 
 /// How a run is checkpointed, stopped and watched.
-pub struct Control<'a> {
-    /// Folder of the seeds' checkpoint files (None: no checkpoints).
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from the checkpoints; without it an existing checkpoint is refused.
-    pub resume: bool,
-    /// Least time between two checkpoints within a generation (one is always written when a
-    /// generation ends).
-    pub checkpoint_every: Duration,
-    /// Set (by a signal handler) to stop at the next epoch boundary, after a checkpoint.
-    pub stop: &'a AtomicBool,
-    pub progress: &'a mut (dyn FnMut(Event) + Send),
-}
-
-impl<'a> Control<'a> {
-    /// No checkpoints: a stop request ends the run with nothing saved.
-    pub fn in_memory(
-        stop: &'a AtomicBool,
-        progress: &'a mut (dyn FnMut(Event) + Send),
-    ) -> Control<'a> {
-        Control {
-            checkpoint_dir: None,
-            resume: false,
-            checkpoint_every: Duration::ZERO,
-            stop,
-            progress,
-        }
-    }
-}
+pub type Control<'a> = crate::checkpoint::Control<'a, Event>;
 
 /// `simulate` without checkpoints, progress or a way to stop.
 pub fn simulate_in_memory(spec: &VaeSpec, data: &DataSplit) -> Result<VaeRun, VaeError> {

@@ -1,6 +1,7 @@
 use super::*;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 /// A small corpus of English-like documents with a skewed word distribution.
 fn toy_corpus(documents: usize) -> Corpus {
@@ -485,6 +486,27 @@ fn run_with_stops(
     }
 }
 
+/// The run whose checkpoints are all in `dir`, resumed, and the training steps and batches
+/// of prompts it ran.
+fn resume_finished(corpus: &Corpus, spec: &LmSpec, dir: &std::path::Path) -> (LmRun, usize) {
+    let stop = AtomicBool::new(false);
+    let mut work = 0;
+    let mut progress = |e: Event| {
+        if matches!(e, Event::Training { .. } | Event::Continued { .. }) {
+            work += 1;
+        }
+    };
+    let mut control = Control {
+        checkpoint_dir: Some(dir.to_path_buf()),
+        resume: true,
+        checkpoint_every: Duration::ZERO,
+        stop: &stop,
+        progress: &mut progress,
+    };
+    let run = simulate_with(corpus, spec, &mut control).unwrap();
+    (run, work)
+}
+
 /// Stopped within the base's training, the fine-tunings and the continuations (checkpoints
 /// after every step and batch of prompts) and resumed each time, a transformer run equals the
 /// uninterrupted one; a finished run resumed trains nothing (base, generation 0 and every
@@ -510,23 +532,9 @@ fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
         );
     }
 
-    let stop = AtomicBool::new(false);
-    let mut trained = 0;
-    let mut progress = |e: Event| {
-        if matches!(e, Event::Training { .. } | Event::Continued { .. }) {
-            trained += 1;
-        }
-    };
-    let mut control = Control {
-        checkpoint_dir: Some(dir.clone()),
-        resume: true,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    let again = simulate_with(&corpus, &spec, &mut control).unwrap();
+    let (again, work) = resume_finished(&corpus, &spec, &dir);
     assert!(again == whole);
-    assert_eq!(trained, 0, "a finished run resumed did work again");
+    assert_eq!(work, 0, "a finished run resumed did work again");
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Two shards (each stopped and resumed), then the whole run assembles their seeds.
@@ -535,23 +543,10 @@ fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
         let (run, _) = pool.install(|| run_with_stops(&corpus, &spec, &dir, Some(shard)));
         assert!(run.is_none());
     }
-    let stop = AtomicBool::new(false);
-    let mut trained = 0;
-    let mut progress = |e: Event| {
-        if matches!(e, Event::Training { .. } | Event::Continued { .. }) {
-            trained += 1;
-        }
-    };
-    let mut control = Control {
-        checkpoint_dir: Some(dir.clone()),
-        resume: true,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
-    let assembled = simulate_with(&corpus, &spec, &mut control).unwrap();
+    let (assembled, work) = resume_finished(&corpus, &spec, &dir);
     assert!(assembled == whole, "the assembled run differs");
-    assert_eq!(trained, 0);
+    assert_eq!(work, 0, "assembling the shards did work again");
+    let stop = AtomicBool::new(false);
     // A base of other settings in the folder is refused.
     let ModelKind::Transformer(t) = spec.model else {
         unreachable!()

@@ -5,6 +5,7 @@
 use super::*;
 use crate::rng::stream;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 /// Ten classes of 8x8 images, classes drawn at random: class c has a bright 2-pixel-wide bar
 /// at row c % 4 * 2 (horizontal for c < 4, vertical for 4 <= c < 8, both for 8 and 9), plus a
