@@ -198,6 +198,7 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
     let pool = pieces::worker_pool(args.run.threads)?;
     let start = Instant::now();
     // Finished steps on stderr, on a terminal or not (batch logs show how far a run got).
+    let mut continued_tenths = 0;
     let mut progress = |e: Event| {
         let t = start.elapsed().as_secs_f64();
         match e {
@@ -232,13 +233,14 @@ pub(crate) fn command(args: LmArgs) -> Result<()> {
                 done,
                 total,
             } => {
-                // Every tenth of a synthetic set.
-                let tenth = total.div_ceil(10);
-                if done == total || done / tenth != (done - 1) / tenth {
+                // Every tenth of a synthetic set (batches of prompts cross them).
+                let tenths = done * 10 / total;
+                if tenths > continued_tenths {
                     eprintln!(
                         "[{t:>7.1} s] seed {seed} generation {generation}: {done}/{total} prompts continued"
                     );
                 }
+                continued_tenths = if done == total { 0 } else { tenths };
             }
             Event::Generation {
                 seed,
