@@ -43,6 +43,29 @@ fn quiet() -> impl FnMut(Event) + Send {
     |_| {}
 }
 
+fn one_thread() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+}
+
+/// Checkpoints in `dir`, written at every chance.
+fn in_dir<'a>(
+    dir: &std::path::Path,
+    resume: bool,
+    stop: &'a AtomicBool,
+    progress: &'a mut (dyn FnMut(Event) + Send),
+) -> Control<'a> {
+    Control {
+        checkpoint_dir: Some(dir.to_path_buf()),
+        resume,
+        checkpoint_every: Duration::ZERO,
+        stop,
+        progress,
+    }
+}
+
 #[test]
 fn strategies_build_the_stated_training_sets() {
     let n = 10;
@@ -268,23 +291,14 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
     spec.generations = 4;
     spec.seeds = 2;
     // One thread: 16 prompts per batch of continuations, each batch a place to stop.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let dir = scratch("resume");
     let stop = AtomicBool::new(true);
     let mut progress = quiet();
     let mut stops = 0;
     let resumed = loop {
-        let mut control = Control {
-            checkpoint_dir: Some(dir.clone()),
-            resume: stops > 0,
-            checkpoint_every: Duration::ZERO,
-            stop: &stop,
-            progress: &mut progress,
-        };
+        let mut control = in_dir(&dir, stops > 0, &stop, &mut progress);
         match pool.install(|| simulate_with(&corpus, &spec, &mut control)) {
             Ok(run) => break run,
             Err(LmError::Interrupted) => stops += 1,
@@ -299,13 +313,7 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
     assert!(resumed == whole, "the resumed run differs");
     let path = crate::checkpoint::path(&dir, spec.seed);
     let go = AtomicBool::new(false);
-    let control = |resume| Control {
-        checkpoint_dir: Some(dir.clone()),
-        resume,
-        checkpoint_every: Duration::ZERO,
-        stop: &go,
-        progress: Box::leak(Box::new(quiet())),
-    };
+    let control = |resume| in_dir(&dir, resume, &go, Box::leak(Box::new(quiet())));
     let err = simulate_with(&corpus, &spec, &mut control(false))
         .unwrap_err()
         .to_string();
@@ -467,13 +475,7 @@ fn run_with_stops(
                 stop.store(true, Ordering::SeqCst);
             }
         };
-        let mut control = Control {
-            checkpoint_dir: Some(dir.to_path_buf()),
-            resume: !phases.is_empty(),
-            checkpoint_every: Duration::ZERO,
-            stop: &stop,
-            progress: &mut progress,
-        };
+        let mut control = in_dir(dir, !phases.is_empty(), &stop, &mut progress);
         let result = match &seeds {
             None => simulate_with(corpus, spec, &mut control).map(Some),
             Some(range) => simulate_seeds(corpus, spec, range.clone(), &mut control).map(|_| None),
@@ -496,13 +498,7 @@ fn resume_finished(corpus: &Corpus, spec: &LmSpec, dir: &std::path::Path) -> (Lm
             work += 1;
         }
     };
-    let mut control = Control {
-        checkpoint_dir: Some(dir.to_path_buf()),
-        resume: true,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
+    let mut control = in_dir(dir, true, &stop, &mut progress);
     let run = simulate_with(corpus, spec, &mut control).unwrap();
     (run, work)
 }
@@ -517,10 +513,7 @@ fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
     let mut spec = transformer_spec();
     spec.seeds = 2;
     // One thread: 16 prompts per batch, so the 24 prompts of a generation take two.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread();
     let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let dir = scratch("transformer-stops");
     let (resumed, phases) = pool.install(|| run_with_stops(&corpus, &spec, &dir, None));
@@ -557,13 +550,7 @@ fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
         ..t
     });
     let mut progress = quiet();
-    let mut control = Control {
-        checkpoint_dir: Some(dir.clone()),
-        resume: true,
-        checkpoint_every: Duration::ZERO,
-        stop: &stop,
-        progress: &mut progress,
-    };
+    let mut control = in_dir(&dir, true, &stop, &mut progress);
     let err = simulate_with(&corpus, &other, &mut control)
         .unwrap_err()
         .to_string();
