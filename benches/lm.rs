@@ -20,7 +20,8 @@ use collapse_sim::lm::bpe::Bpe;
 use collapse_sim::lm::ngram::NGram;
 use collapse_sim::lm::transformer::{Config, Optimizer, Training, Transformer};
 use collapse_sim::rng::{ChainRng, stream};
-use criterion::{Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use rayon::prelude::*;
 use std::hint::black_box;
 
@@ -92,32 +93,25 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     for threads in [1, 2] {
         let p = pool(threads);
-        group.bench_function(format!("beam5_penalty3_{threads}_thread"), |b| {
-            p.install(|| {
-                b.iter(|| {
-                    let out: Vec<Vec<u32>> = prompts
-                        .par_iter()
-                        .map(|pr| model.beam_search(pr, BLOCK, 5, 3.0))
-                        .collect();
-                    black_box(out)
-                })
-            })
-        });
-        group.bench_function(format!("sample_{threads}_thread"), |b| {
-            p.install(|| {
-                b.iter(|| {
-                    let out: Vec<Vec<u32>> = prompts
-                        .par_iter()
-                        .enumerate()
-                        .map(|(i, pr)| {
-                            let mut rng = ChainRng::for_chain(1, stream::TEST, i as u64);
-                            model.sample(pr, BLOCK, &mut rng)
-                        })
-                        .collect();
-                    black_box(out)
-                })
-            })
-        });
+        let beam = |_: usize, pr: &[u32]| model.beam_search(pr, BLOCK, 5, 3.0);
+        continuations(
+            &mut group,
+            format!("beam5_penalty3_{threads}_thread"),
+            &p,
+            prompts,
+            beam,
+        );
+        let sample = |i: usize, pr: &[u32]| {
+            let mut rng = ChainRng::for_chain(1, stream::TEST, i as u64);
+            model.sample(pr, BLOCK, &mut rng)
+        };
+        continuations(
+            &mut group,
+            format!("sample_{threads}_thread"),
+            &p,
+            prompts,
+            sample,
+        );
     }
     group.finish();
     transformer_benches(c, &blocks);
@@ -199,19 +193,38 @@ fn transformer_benches(c: &mut Criterion, blocks: &[Vec<u32>]) {
     group.sample_size(10);
     for threads in [1, 2] {
         let p = pool(threads);
-        group.bench_function(format!("beam5_penalty3_{threads}_thread"), |b| {
-            p.install(|| {
-                b.iter(|| {
-                    let out: Vec<Vec<u32>> = prompts
-                        .par_iter()
-                        .map(|pr| model.beam_search(pr, BLOCK, 5, 3.0).expect("fits"))
-                        .collect();
-                    black_box(out)
-                })
-            })
-        });
+        let beam = |_: usize, pr: &[u32]| model.beam_search(pr, BLOCK, 5, 3.0).expect("fits");
+        continuations(
+            &mut group,
+            format!("beam5_penalty3_{threads}_thread"),
+            &p,
+            prompts,
+            beam,
+        );
     }
     group.finish();
+}
+
+/// Bench `name`: every prompt continued by `continue_one(index, prompt)`, in parallel on `p`.
+fn continuations(
+    group: &mut BenchmarkGroup<WallTime>,
+    name: String,
+    p: &rayon::ThreadPool,
+    prompts: &[Vec<u32>],
+    continue_one: impl Fn(usize, &[u32]) -> Vec<u32> + Sync,
+) {
+    group.bench_function(name, |b| {
+        p.install(|| {
+            b.iter(|| {
+                let out: Vec<Vec<u32>> = prompts
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, pr)| continue_one(i, pr))
+                    .collect();
+                black_box(out)
+            })
+        })
+    });
 }
 
 /// Our best training tokens/s on one thread over three timed spells.

@@ -43,9 +43,9 @@ fn quiet() -> impl FnMut(Event) + Send {
     |_| {}
 }
 
-fn one_thread() -> rayon::ThreadPool {
+fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .unwrap()
 }
@@ -125,13 +125,7 @@ fn a_run_is_the_same_for_any_thread_count() {
     let mut spec = small_spec();
     spec.strategy = Strategy::Mix(0.1);
     spec.seeds = 2;
-    let run = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| simulate(&corpus, &spec, &mut quiet()).unwrap())
-    };
+    let run = |threads| pool(threads).install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let (one, three) = (run(1), run(3));
     assert!(one.real_log10_perplexity == three.real_log10_perplexity);
     for (a, b) in one.seeds.iter().zip(&three.seeds) {
@@ -291,7 +285,7 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
     spec.generations = 4;
     spec.seeds = 2;
     // One thread: 16 prompts per batch of continuations, each batch a place to stop.
-    let pool = one_thread();
+    let pool = pool(1);
     let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let dir = scratch("resume");
     let stop = AtomicBool::new(true);
@@ -368,13 +362,7 @@ fn a_transformer_run_is_the_same_for_any_thread_count() {
     let mut spec = transformer_spec();
     spec.seeds = 2;
     assert!(seed_matters(&spec));
-    let run = |threads| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| simulate(&corpus, &spec, &mut quiet()).unwrap())
-    };
+    let run = |threads| pool(threads).install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let (one, three) = (run(1), run(3));
     assert!(one == three);
     assert_ne!(one.seeds[0].generations[1], one.seeds[1].generations[1]);
@@ -513,7 +501,7 @@ fn a_transformer_run_stopped_anywhere_resumes_to_the_same_bits() {
     let mut spec = transformer_spec();
     spec.seeds = 2;
     // One thread: 16 prompts per batch, so the 24 prompts of a generation take two.
-    let pool = one_thread();
+    let pool = pool(1);
     let whole = pool.install(|| simulate(&corpus, &spec, &mut quiet()).unwrap());
     let dir = scratch("transformer-stops");
     let (resumed, phases) = pool.install(|| run_with_stops(&corpus, &spec, &dir, None));
